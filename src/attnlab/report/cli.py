@@ -1,0 +1,90 @@
+"""``attnlab report`` subcommands.
+
+::
+
+    attnlab report tables  --inputs EVAL.parquet [EVAL.parquet ...] --out-dir DIR [--confidence 0.95]
+    attnlab report figures --tables-dir DIR --out-dir DIR [--metric strict|flexible]
+
+``tables`` writes ``accuracy``, ``robustness`` and ``mcnemar`` as ``.parquet``
+(with the inputs and confidence level in the file metadata), ``.csv`` and
+``.md``; ``figures`` reads ``accuracy.parquet`` and ``robustness.parquet`` from
+the tables folder and writes ``accuracy.png`` and ``robustness.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from attnlab.io import read_parquet
+from attnlab.report.figures import plot_accuracy, plot_robustness
+from attnlab.report.tables import METRIC_COLUMNS, accuracy_tables, write_tables
+
+
+def _fail(command: str, error: Exception) -> int:
+    print(f"attnlab report {command}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def run_tables(args: argparse.Namespace) -> int:
+    """Handler of ``attnlab report tables``."""
+    sources = [os.fspath(path) for path in args.inputs]
+    try:
+        frames = []
+        for source in sources:
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"{source}: evaluation file not found")
+            frames.append(read_parquet(source))
+        tables = accuracy_tables(frames, sources=sources, confidence=args.confidence)
+        write_tables(tables, args.out_dir, metadata={"inputs": sources, "confidence": args.confidence})
+    except (ValueError, FileNotFoundError) as error:
+        return _fail("tables", error)
+    return 0
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    """Handler of ``attnlab report figures``."""
+    tables_dir, out_dir = Path(args.tables_dir), Path(args.out_dir)
+    try:
+        for name in ("accuracy", "robustness"):
+            table_path = tables_dir / f"{name}.parquet"
+            if not table_path.is_file():
+                raise FileNotFoundError(f"{table_path}: table not found (run `attnlab report tables`)")
+        plot_accuracy(read_parquet(tables_dir / "accuracy.parquet"), out_dir / "accuracy.png", metric=args.metric)
+        plot_robustness(read_parquet(tables_dir / "robustness.parquet"), out_dir / "robustness.png", metric=args.metric)
+    except (ValueError, FileNotFoundError) as error:
+        return _fail("figures", error)
+    return 0
+
+
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"confidence must be strictly between 0 and 1, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``report tables`` and ``report figures`` to the top-level ``attnlab`` parser."""
+    report = subparsers.add_parser("report", help="aggregate tables and figures from evaluation results")
+    commands = report.add_subparsers(dest="report_command", required=True, metavar="{tables,figures}")
+
+    tables = commands.add_parser(
+        "tables", help="accuracy / robustness / mcnemar tables (.parquet, .csv, .md) from per-sample eval files"
+    )
+    tables.add_argument("--inputs", nargs="+", required=True, metavar="PARQUET", help="per-sample evaluation files")
+    tables.add_argument("--out-dir", required=True, help="folder for accuracy.*, robustness.*, mcnemar.*")
+    tables.add_argument(
+        "--confidence", type=_confidence, default=0.95, help="two-sided level of every interval (default 0.95)"
+    )
+    tables.set_defaults(func=run_tables)
+
+    figures = commands.add_parser("figures", help="accuracy.png and robustness.png from the tables")
+    figures.add_argument("--tables-dir", required=True, help="folder holding accuracy.parquet and robustness.parquet")
+    figures.add_argument("--out-dir", required=True, help="folder for accuracy.png and robustness.png")
+    figures.add_argument(
+        "--metric", choices=list(METRIC_COLUMNS), default="strict", help="answer-matching metric to plot"
+    )
+    figures.set_defaults(func=run_figures)

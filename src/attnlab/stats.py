@@ -1,0 +1,277 @@
+"""Confidence intervals and paired tests for pass@1 comparisons.
+
+Every number attnlab compares comes with an interval and, where two systems are
+scored on the same items, a paired test. The functions here are pure (numpy /
+scipy only) and work on counts or boolean per-item correctness vectors:
+
+* :func:`wilson_interval` -- score interval for one proportion (Wilson 1927).
+* :func:`mcnemar_exact` -- exact two-sided McNemar test on the discordant pairs
+  (McNemar 1947; exact binomial form, e.g. Fagerland, Lydersen & Laake 2013).
+* :func:`paired_difference_interval` -- interval for the difference of two paired
+  proportions, Newcombe (1998) method 10.
+* :func:`bootstrap_ci` -- seeded percentile bootstrap (Efron & Tibshirani 1993).
+
+Paired 2x2 notation used throughout (x and y scored on the same n items)::
+
+                    y correct   y wrong
+        x correct   both        only_x
+        x wrong     only_y      neither
+
+so p_x = (both + only_x) / n, p_y = (both + only_y) / n and
+p_y - p_x = (only_y - only_x) / n.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+from scipy import stats as sps
+
+
+class PairedCounts(NamedTuple):
+    """Cells of the paired 2x2 table of two correctness vectors x and y."""
+
+    both: int  # x correct and y correct
+    only_x: int  # x correct, y wrong
+    only_y: int  # x wrong, y correct
+    neither: int  # both wrong
+
+    @property
+    def n(self) -> int:
+        return self.both + self.only_x + self.only_y + self.neither
+
+
+def _check_confidence(confidence: float) -> None:
+    if not (isinstance(confidence, (int, float)) and 0.0 < float(confidence) < 1.0):
+        raise ValueError(f"confidence must be a number strictly between 0 and 1, got {confidence!r}")
+
+
+def _check_count(name: str, value: object) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer count, got {value!r} ({type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def _z_two_sided(confidence: float) -> float:
+    """Standard normal quantile z_{1-alpha/2} for a two-sided ``confidence`` level."""
+    return float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion.
+
+    With p = successes / n and z = z_{1-alpha/2} (Wilson 1927; Newcombe 1998a, method 3)::
+
+        centre    = (p + z^2 / (2n)) / (1 + z^2 / n)
+        halfwidth = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
+        (low, high) = centre -/+ halfwidth
+
+    The interval always lies in [0, 1]; it is exactly 0 at the lower end when
+    successes = 0 and exactly 1 at the upper end when successes = n.
+
+    Args:
+        successes: number of correct items, 0 <= successes <= n.
+        n: number of items, > 0.
+        confidence: two-sided confidence level, e.g. 0.95.
+
+    Returns:
+        (low, high).
+
+    References:
+        E. B. Wilson (1927), "Probable inference, the law of succession, and
+        statistical inference", JASA 22:209-212.
+        R. G. Newcombe (1998a), "Two-sided confidence intervals for the single
+        proportion: comparison of seven methods", Stat. Med. 17:857-872.
+    """
+    successes = _check_count("successes", successes)
+    n = _check_count("n", n)
+    _check_confidence(confidence)
+    if n == 0:
+        raise ValueError("wilson_interval needs n > 0 items")
+    if successes > n:
+        raise ValueError(f"successes ({successes}) cannot exceed n ({n})")
+    z = _z_two_sided(confidence)
+    p = successes / n
+    z2_over_n = z * z / n
+    centre = (p + z2_over_n / 2.0) / (1.0 + z2_over_n)
+    halfwidth = z / (1.0 + z2_over_n) * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
+    low = 0.0 if successes == 0 else max(0.0, centre - halfwidth)
+    high = 1.0 if successes == n else min(1.0, centre + halfwidth)
+    return low, high
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact two-sided McNemar test on the discordant pair counts b and c.
+
+    Under H0 (equal marginal proportions) each of the b + c discordant items is
+    equally likely to fall on either side, so min(b, c) ~ Binomial(b + c, 1/2)::
+
+        p = min(1, 2 * BinomCDF(min(b, c); b + c, 1/2)),     p = 1 when b = c = 0.
+
+    Concordant items (both right / both wrong) carry no information and do not
+    enter the test.
+
+    References:
+        Q. McNemar (1947), Psychometrika 12:153-157.
+        M. W. Fagerland, S. Lydersen, P. Laake (2013), "The McNemar test for
+        binary matched-pairs data: mid-p and asymptotic are better than exact
+        conditional", BMC Med. Res. Methodol. 13:91 (the exact conditional form).
+    """
+    b = _check_count("b", b)
+    c = _check_count("c", c)
+    if b + c == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * sps.binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def _as_bool_vector(name: str, values: object) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D vector of booleans, got shape {array.shape}")
+    if array.dtype == np.bool_:
+        return array
+    if array.dtype.kind in "iu" and np.isin(array, (0, 1)).all():
+        return array.astype(bool)
+    raise ValueError(f"{name} must contain only booleans (or 0/1), got dtype {array.dtype}")
+
+
+def paired_counts(x: object, y: object) -> PairedCounts:
+    """Cells of the paired 2x2 table for boolean vectors ``x`` and ``y`` of equal length."""
+    x_bool = _as_bool_vector("x", x)  # [n]
+    y_bool = _as_bool_vector("y", y)  # [n]
+    if x_bool.shape != y_bool.shape:
+        raise ValueError(f"x and y must be paired (same length), got {x_bool.shape[0]} and {y_bool.shape[0]}")
+    return PairedCounts(
+        both=int(np.sum(x_bool & y_bool)),
+        only_x=int(np.sum(x_bool & ~y_bool)),
+        only_y=int(np.sum(~x_bool & y_bool)),
+        neither=int(np.sum(~x_bool & ~y_bool)),
+    )
+
+
+def paired_difference_interval_from_counts(
+    both: int, only_x: int, only_y: int, neither: int, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Newcombe (1998b) method 10 interval for p_y - p_x from the paired 2x2 cells.
+
+    Hybrid score ("square-and-add") interval built from the Wilson intervals
+    (l_x, u_x) of p_x and (l_y, u_y) of p_y, corrected for their correlation::
+
+        theta = p_y - p_x = (only_y - only_x) / n
+        low   = theta - sqrt((p_y - l_y)^2 - 2 phi (p_y - l_y)(u_x - p_x) + (u_x - p_x)^2)
+        high  = theta + sqrt((u_y - p_y)^2 - 2 phi (u_y - p_y)(p_x - l_x) + (p_x - l_x)^2)
+
+    phi is the correlation of the two margins with Newcombe's correction of the
+    numerator, A = both * neither - only_x * only_y::
+
+        phi = (A - n/2) / sqrt(r_x r_y s_x s_y)   if A > n/2
+            = 0                                     if 0 <= A <= n/2
+            = A / sqrt(r_x r_y s_x s_y)             if A < 0
+
+    where r_x, s_x (r_y, s_y) are the numbers of correct / wrong items of x (y);
+    phi = 0 when any margin is empty. This is the form given by Newcombe (1998b)
+    and used by Fagerland, Lydersen & Laake (2014) ("Newcombe square-and-add").
+
+    Returns:
+        (theta, low, high).
+
+    References:
+        R. G. Newcombe (1998b), "Improved confidence intervals for the difference
+        between binomial proportions based on paired data", Stat. Med.
+        17:2635-2650, method 10.
+        M. W. Fagerland, S. Lydersen, P. Laake (2014), "Recommended tests and
+        confidence intervals for paired binomial proportions", Stat. Med.
+        33:2850-2875.
+    """
+    both = _check_count("both", both)
+    only_x = _check_count("only_x", only_x)
+    only_y = _check_count("only_y", only_y)
+    neither = _check_count("neither", neither)
+    _check_confidence(confidence)
+    n = both + only_x + only_y + neither
+    if n == 0:
+        raise ValueError("paired_difference_interval needs at least one paired item")
+
+    correct_x, correct_y = both + only_x, both + only_y
+    p_x, p_y = correct_x / n, correct_y / n
+    theta = p_y - p_x
+    l_x, u_x = wilson_interval(correct_x, n, confidence)
+    l_y, u_y = wilson_interval(correct_y, n, confidence)
+
+    margins_product = correct_x * (n - correct_x) * correct_y * (n - correct_y)
+    if margins_product == 0:
+        phi = 0.0
+    else:
+        numerator = both * neither - only_x * only_y
+        if numerator > n / 2.0:
+            phi = (numerator - n / 2.0) / math.sqrt(margins_product)
+        elif numerator >= 0:
+            phi = 0.0
+        else:
+            phi = numerator / math.sqrt(margins_product)
+
+    d_low = (p_y - l_y) ** 2 - 2.0 * phi * (p_y - l_y) * (u_x - p_x) + (u_x - p_x) ** 2
+    d_high = (u_y - p_y) ** 2 - 2.0 * phi * (u_y - p_y) * (p_x - l_x) + (p_x - l_x) ** 2
+    low = theta - math.sqrt(max(d_low, 0.0))
+    high = theta + math.sqrt(max(d_high, 0.0))
+    return theta, max(-1.0, low), min(1.0, high)
+
+
+def paired_difference_interval(x: object, y: object, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Difference p_y - p_x of two paired proportions with Newcombe's method-10 interval.
+
+    Args:
+        x: [n] booleans, correctness of system x on each item.
+        y: [n] booleans, correctness of system y on the same items, same order.
+        confidence: two-sided confidence level.
+
+    Returns:
+        (diff, low, high) with diff = mean(y) - mean(x).
+
+    See :func:`paired_difference_interval_from_counts` for the formula.
+    """
+    counts = paired_counts(x, y)
+    return paired_difference_interval_from_counts(*counts, confidence=confidence)
+
+
+def bootstrap_ci(
+    values: object,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over ``values``.
+
+    Draws ``n_resamples`` resamples of size n with replacement (rows of a
+    ``np.random.default_rng(seed)`` index matrix), evaluates ``statistic`` on
+    each and returns the alpha/2 and 1 - alpha/2 empirical quantiles
+    (Efron & Tibshirani 1993, ch. 13). Same inputs and seed => same interval.
+
+    Args:
+        values: [n] or [n, ...] array; resampling is over the first axis.
+        statistic: function of one resampled array returning a scalar.
+        n_resamples: number of bootstrap resamples (>= 1).
+        confidence: two-sided confidence level.
+        seed: seed of the numpy Generator.
+
+    Returns:
+        (low, high).
+    """
+    data = np.asarray(values)
+    _check_confidence(confidence)
+    if data.ndim == 0 or data.shape[0] == 0:
+        raise ValueError("bootstrap_ci needs a non-empty array of values")
+    if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    rng = np.random.default_rng(seed)
+    n = data.shape[0]
+    indices = rng.integers(0, n, size=(n_resamples, n))  # [n_resamples, n]
+    replicates = np.array([float(statistic(data[row])) for row in indices])  # [n_resamples]
+    alpha = 1.0 - confidence
+    low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
