@@ -1,0 +1,126 @@
+"""The study config: schema rejections name the key; defaults and selections."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from attnlab.config import (
+    ConfigError,
+    load_yaml,
+    n_test_items,
+    selected_models,
+    selected_variants,
+    validate_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+GSM8K_TEST = REPO.parent / "shared" / "datasets" / "gsm8k" / "test.jsonl"
+
+
+@pytest.fixture(scope="module")
+def default_config() -> dict:
+    return load_yaml(REPO / "config.yaml")
+
+
+def _rejected(config: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate_config(config, base_dir=REPO)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "configs/ci.yaml", "configs/paper.yaml"])
+def test_shipped_configs_validate(path: str) -> None:
+    config = validate_config(load_yaml(REPO / path), base_dir=REPO)
+    assert config["models"]
+    assert config["evaluation"]["stop_sequences"]  # default filled in
+
+
+def test_defaults_are_filled(default_config: dict) -> None:
+    config = validate_config(default_config, base_dir=REPO)
+    assert config["pretrain"]["scheduler"] == "cosine"
+    assert config["models"]["llama"]["max_position_embeddings"] == 512
+    assert config["models"]["llama"]["dtype"] == "auto"
+    assert "default" not in default_config["models"]["llama"]  # the input is not mutated
+
+
+def test_unknown_architecture_names_the_key(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["models"]["llama"]["architecture"] = "lama"
+    message = _rejected(config)
+    assert "models.llama.architecture" in message
+    assert "lama" in message
+
+
+def test_misspelt_key_is_rejected(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["models"]["diffllama"]["hiden_size"] = 64
+    message = _rejected(config)
+    assert "models.diffllama.hiden_size" in message
+
+    config = copy.deepcopy(default_config)
+    config["evaluaton"] = {"batch_size": 4}
+    assert "'evaluaton'" in _rejected(config)
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_non_positive_sample_counts_are_rejected(default_config: dict, value: int) -> None:
+    config = copy.deepcopy(default_config)
+    config["max_samples"] = value
+    assert "max_samples" in _rejected(config)
+    config = copy.deepcopy(default_config)
+    config["datasets"]["synthetic"]["test_size"] = value
+    assert "datasets.synthetic.test_size" in _rejected(config)
+
+
+def test_unknown_noise_type_is_rejected(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["noise"]["types"] = ["inf", "typo"]
+    message = _rejected(config)
+    assert "noise.types.1" in message and "typo" in message
+
+
+def test_missing_dataset_path_is_rejected(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["datasets"]["gsm8k"] = {"loader": "gsm8k", "test_path": "no/such/file.jsonl"}
+    message = _rejected(config)
+    assert "datasets.gsm8k.test_path" in message and "no/such/file.jsonl" in message
+
+
+def test_real_gsm8k_path_is_accepted(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["datasets"]["gsm8k"] = {"loader": "gsm8k", "test_path": str(GSM8K_TEST)}
+    assert validate_config(config, base_dir=REPO)["datasets"]["gsm8k"]["hub_config"] == "main"
+
+
+def test_selection_must_name_configured_entries(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["select_models"] = "llama,gpt5"
+    message = _rejected(config)
+    assert "select_models" in message and "gpt5" in message
+
+
+def test_unavailable_stage_cannot_be_switched_on(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["skip_attention"] = False
+    assert "skip_attention" in _rejected(config)
+
+
+def test_diffllama_needs_even_heads(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["models"]["diffllama"].update(num_heads=1)
+    assert "models.diffllama.num_heads" in _rejected(config)
+
+
+def test_presets_and_selections(default_config: dict) -> None:
+    config = validate_config(default_config, base_dir=REPO)
+    assert n_test_items(config) == 200
+    for preset, expected in (("quick", 20), ("full", None)):
+        assert n_test_items({**config, "preset": preset}) == expected
+    assert n_test_items({**config, "preset": "quick", "max_samples": 7}) == 7
+    assert selected_models({**config, "select_models": "diffllama"}) == ["diffllama"]
+    assert selected_models(config) == ["llama", "diffllama"]
+    assert selected_variants(config) == ["clean", "inf", "rcs", "sd"]
+    assert selected_variants({**config, "select_variants": ["sd", "clean"]}) == ["clean", "sd"]
