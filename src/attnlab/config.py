@@ -157,7 +157,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
                 f"config key 'datasets.{name}.loader': unknown dataset loader {spec['loader']!r} "
                 f"(registered: {', '.join(sorted(loaders))})"
             )
-        for key in ("test_path", "train_path"):
+        for key in ("test_path", "train_path", "templates"):
             if key in spec and not (base_dir / spec[key]).is_file():
                 errors.append(f"config key 'datasets.{name}.{key}': file not found: {spec[key]}")
     for i, noise in enumerate(config["noise"]["types"]):

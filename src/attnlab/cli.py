@@ -1,0 +1,81 @@
+"""The ``attnlab`` command line: one subcommand per workflow stage.
+
+Every Snakemake rule is one of these calls, so a person can run the study
+stage by stage::
+
+    attnlab config check config.yaml
+    attnlab data base --spec '{"loader": "synthetic", "train_size": 2000, "test_size": 100}' \\
+        --split test --seed 1 --out results/data/synthetic/clean.parquet
+    attnlab data noise --input results/data/synthetic/clean.parquet --noise-type inf --seed 1 \\
+        --out results/data/synthetic/inf.parquet
+    attnlab models tokenizer ...   attnlab models pretrain ...
+    attnlab evaluate ...           attnlab report tables ...   attnlab report figures ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from attnlab import __version__
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from attnlab.config import ConfigError, load_yaml, n_test_items, selected_datasets, selected_models, selected_variants, validate_config
+
+    try:
+        config = validate_config(load_yaml(args.configfile), base_dir=args.base_dir)
+    except ConfigError as err:
+        print(f"{args.configfile}: {err}", file=sys.stderr)
+        return 2
+    summary = {
+        "study": config["study"],
+        "models": selected_models(config),
+        "datasets": selected_datasets(config),
+        "variants": selected_variants(config),
+        "test_items_per_dataset": n_test_items(config) or "all",
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _register_config(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("config", help="validate a study config")
+    sub = parser.add_subparsers(dest="config_command", required=True)
+    check = sub.add_parser("check", help="validate a config file against the schema and print its selections")
+    check.add_argument("configfile", help="a study config YAML (e.g. config.yaml)")
+    check.add_argument("--base-dir", default=".", help="folder relative dataset paths are resolved against")
+    check.set_defaults(func=_config_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from attnlab.data import cli as data_cli
+    from attnlab.evaluate import cli as evaluate_cli
+    from attnlab.models import cli as models_cli
+    from attnlab.report import cli as report_cli
+
+    parser = argparse.ArgumentParser(prog="attnlab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _register_config(subparsers)
+    for stage in (data_cli, models_cli, evaluate_cli, report_cli):
+        stage.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

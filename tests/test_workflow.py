@@ -1,0 +1,164 @@
+"""The whole Snakemake DAG on the tiny CI study, for real, in a temporary folder.
+
+One full run (module-scoped fixture), then checks on its outputs, on what a
+re-run would do after config edits (dry runs), and on config rejection.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from attnlab.config import load_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [
+        *SNAKEMAKE,
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(configfile),
+        "--cores", "2",
+        *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    text = proc.stdout + proc.stderr
+    jobs: set[tuple[str, str]] = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        head = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not head or head.group(1) == "all":
+            continue
+        wildcards = re.search(r"^\s*wildcards: (.*)$", block, re.M)
+        jobs.add((head.group(1), wildcards.group(1).strip() if wildcards else ""))
+    return jobs
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    workdir = tmp_path_factory.mktemp("study")
+    config = load_yaml(REPO / "configs" / "ci.yaml")
+    configfile = write_config(workdir / "study.yaml", config)
+    snakemake(workdir, configfile)
+    return workdir, configfile, config
+
+
+def test_outputs_exist_with_schemas(study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = study
+    results = workdir / "results"
+    variants = ["clean", *config["noise"]["types"]]
+    for variant in variants:
+        data = pd.read_parquet(results / "data" / "synthetic" / f"{variant}.parquet")
+        assert len(data) == config["max_samples"]
+        assert (data["noise_type"] == variant).all()
+    for model in config["models"]:
+        assert (results / "models" / model / "config.json").is_file()
+        assert (results / "training" / model / "loss.png").stat().st_size > 0
+        for variant in variants:
+            rows = pd.read_parquet(results / "eval" / model / "synthetic" / f"{variant}.parquet")
+            assert list(rows.columns) == [
+                "model", "base", "variant", "id", "prompt", "generation", "prediction",
+                "prediction_flexible", "gold", "correct_strict", "correct_flexible",
+                "n_generated_tokens", "n_prompt_tokens",
+            ]
+            assert len(rows) == config["max_samples"]
+            assert (rows["model"] == model).all() and (rows["variant"] == variant).all()
+            assert (rows["n_generated_tokens"] <= config["evaluation"]["max_new_tokens"]).all()
+            # one-shot prompts: an exemplar, then the question
+            assert rows["prompt"].str.count("Question:").eq(2).all()
+    for name in ("accuracy.png", "robustness.png"):
+        assert (results / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_table_matches_per_item_results(study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = study
+    results = workdir / "results"
+    table = pd.read_parquet(results / "tables" / "accuracy.parquet")
+    strict = table[table["metric"] == "strict"]
+    assert len(strict) == len(config["models"]) * (1 + len(config["noise"]["types"]))
+    for row in strict.itertuples():
+        items = pd.read_parquet(results / "eval" / row.model / row.base / f"{row.variant}.parquet")
+        assert row.n == len(items)
+        assert row.correct == int(items["correct_strict"].sum())
+        assert row.ci_low <= row.pass_at_1 <= row.ci_high
+    assert pq.read_schema(results / "tables" / "accuracy.parquet").metadata is not None
+    assert (results / "tables" / "accuracy.csv").is_file() and (results / "tables" / "accuracy.md").is_file()
+
+
+def test_complete_study_has_nothing_to_do(study: tuple[Path, Path, dict]) -> None:
+    workdir, configfile, _ = study
+    proc = snakemake(workdir, configfile, "-n")
+    assert planned_jobs(proc) == set(), proc.stdout
+
+
+def test_editing_one_model_reruns_only_that_model(study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = study
+    edited = yaml.safe_load(yaml.safe_dump(config))
+    edited["models"]["diffllama"]["intermediate_size"] += 16
+    proc = snakemake(workdir, write_config(workdir / "edited.yaml", edited), "-n")
+    jobs = planned_jobs(proc)
+    variants = ["clean", *config["noise"]["types"]]
+    expected = {("pretrain", "scratch_model=diffllama"), ("tables", ""), ("figures", "")}
+    expected |= {("evaluate", f"model=diffllama, base=synthetic, variant={v}") for v in variants}
+    assert jobs == expected
+
+
+def test_adding_a_model_runs_only_its_jobs_and_aggregates(study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = study
+    extended = yaml.safe_load(yaml.safe_dump(config))
+    extended["models"]["llama-wide"] = {**config["models"]["llama"], "hidden_size": 48, "num_heads": 2}
+    proc = snakemake(workdir, write_config(workdir / "extended.yaml", extended), "-n")
+    jobs = planned_jobs(proc)
+    variants = ["clean", *config["noise"]["types"]]
+    expected = {("pretrain", "scratch_model=llama-wide"), ("tables", ""), ("figures", "")}
+    expected |= {("evaluate", f"model=llama-wide, base=synthetic, variant={v}") for v in variants}
+    assert jobs == expected
+
+
+def test_invalid_config_fails_before_any_job(tmp_path: Path) -> None:
+    config = load_yaml(REPO / "configs" / "ci.yaml")
+    config["models"]["llama"]["architecture"] = "transformerxl"
+    proc = snakemake(tmp_path, write_config(tmp_path / "bad.yaml", config), check=False)
+    assert proc.returncode != 0
+    assert "models.llama.architecture" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_is_clean() -> None:
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_paper_config_dry_runs(tmp_path: Path) -> None:
+    """configs/paper.yaml (hub checkpoints, hub GSM8K) plans its jobs here without network."""
+    proc = snakemake(tmp_path, REPO / "configs" / "paper.yaml", "-n")
+    jobs = planned_jobs(proc)
+    assert ("evaluate", "model=diffllama-375m, base=gsm8k, variant=sd") in jobs
+    assert not any(rule == "pretrain" for rule, _ in jobs)

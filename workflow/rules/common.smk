@@ -1,0 +1,113 @@
+# Shared helpers: config validation, selections, paths and per-rule resources.
+
+import json
+import os
+import re
+
+from attnlab.config import (
+    ConfigError,
+    fewshot_seed,
+    n_test_items,
+    scratch_models,
+    selected_datasets,
+    selected_models,
+    selected_variants,
+    validate_config,
+)
+
+
+try:
+    STUDY = validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+RESULTS = "results"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+ENV = "../../envs/attnlab.yaml"
+
+MODELS = selected_models(STUDY)
+DATASETS = selected_datasets(STUDY)
+VARIANTS = selected_variants(STUDY)
+NOISE_TYPES = list(STUDY["noise"]["types"])
+SCRATCH = scratch_models(STUDY)
+
+
+def _alternatives(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or "(?!)"
+
+
+def as_json(obj):
+    """Stable JSON for params: a changed config entry changes the params, so the job reruns."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def shell_quote(obj):
+    import shlex
+
+    return shlex.quote(as_json(obj))
+
+
+def rule_resource(stage, key, default):
+    return STUDY.get("rule_resources", {}).get(stage, {}).get(key, default)
+
+
+def threads_for(stage, default=1):
+    return rule_resource(stage, "threads", default)
+
+
+def model_spec(model):
+    return STUDY["models"][model]
+
+
+def model_location(model):
+    """Where the one loader finds a model: the trained folder, or the hub id / local path."""
+    spec = model_spec(model)
+    return f"{RESULTS}/models/{model}" if spec["source"] == "scratch" else spec["id"]
+
+
+def model_inputs(wildcards):
+    """A scratch model's folder is a job input; a hub model is fetched by id."""
+    if model_spec(wildcards.model)["source"] == "scratch":
+        return {"model": f"{RESULTS}/models/{wildcards.model}"}
+    return {}
+
+
+def eval_outputs():
+    return expand(
+        f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet",
+        model=MODELS,
+        base=DATASETS,
+        variant=VARIANTS,
+    )
+
+
+def all_outputs():
+    outputs = [
+        f"{RESULTS}/tables/accuracy.parquet",
+        f"{RESULTS}/figures/accuracy.png",
+        f"{RESULTS}/figures/robustness.png",
+    ]
+    outputs += [f"{RESULTS}/training/{m}/loss.png" for m in MODELS if m in SCRATCH]
+    return outputs
+
+
+def evaluate_inputs(wildcards):
+    inputs = {"data": f"{RESULTS}/data/{wildcards.base}/{wildcards.variant}.parquet"}
+    if STUDY["evaluation"]["num_fewshot"] > 0:
+        inputs["train"] = f"{RESULTS}/data/{wildcards.base}/train.parquet"
+    inputs.update(model_inputs(wildcards))
+    return inputs
+
+
+def evaluate_flags(wildcards, input):
+    spec = model_spec(wildcards.model)
+    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
+    if "train" in input.keys():
+        flags.append(f"--train {input.train}")
+    if spec["source"] == "hub":
+        flags.append(f"--revision {spec['revision']}")
+        if spec["trust_remote_code"]:
+            flags.append("--trust-remote-code")
+    return " ".join(flags)

@@ -1,0 +1,66 @@
+# Data stage: base datasets (train split, clean test split) and noisy variants.
+
+
+rule data_train:
+    output:
+        f"{RESULTS}/data/{{base}}/train.parquet",
+    params:
+        spec=lambda wc: shell_quote(STUDY["datasets"][wc.base]),
+        seed=STUDY["seed"],
+    log:
+        f"{LOGS}/data_train/{{base}}.log",
+    benchmark:
+        f"{BENCH}/data_train/{{base}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("data", "mem_mb", 2000),
+        runtime=rule_resource("data", "runtime", 30),
+    conda:
+        ENV
+    shell:
+        "attnlab data base --spec {params.spec} --split train --seed {params.seed} "
+        "--out {output} > {log} 2>&1"
+
+
+rule data_clean:
+    output:
+        f"{RESULTS}/data/{{base}}/clean.parquet",
+    params:
+        spec=lambda wc: shell_quote(STUDY["datasets"][wc.base]),
+        seed=STUDY["seed"],
+        n=f"--n {n_test_items(STUDY)}" if n_test_items(STUDY) else "",
+    log:
+        f"{LOGS}/data_clean/{{base}}.log",
+    benchmark:
+        f"{BENCH}/data_clean/{{base}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("data", "mem_mb", 2000),
+        runtime=rule_resource("data", "runtime", 30),
+    conda:
+        ENV
+    shell:
+        "attnlab data base --spec {params.spec} --split test --seed {params.seed} {params.n} "
+        "--out {output} > {log} 2>&1"
+
+
+rule data_noise:
+    input:
+        f"{RESULTS}/data/{{base}}/clean.parquet",
+    output:
+        f"{RESULTS}/data/{{base}}/{{noise}}.parquet",
+    params:
+        seed=STUDY["seed"],
+    log:
+        f"{LOGS}/data_noise/{{base}}/{{noise}}.log",
+    benchmark:
+        f"{BENCH}/data_noise/{{base}}/{{noise}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("data", "mem_mb", 2000),
+        runtime=rule_resource("data", "runtime", 30),
+    conda:
+        ENV
+    shell:
+        "attnlab data noise --input {input} --noise-type {wildcards.noise} "
+        "--seed {params.seed} --out {output} > {log} 2>&1"

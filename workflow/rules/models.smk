@@ -1,0 +1,59 @@
+# Model stage: the shared BPE tokenizer and the from-scratch models.
+# Hub models need no rule: the evaluation loads them by id through the same loader.
+
+
+rule tokenizer:
+    input:
+        corpus=f"{RESULTS}/data/{STUDY['tokenizer']['corpus']}/train.parquet",
+    output:
+        directory(f"{RESULTS}/tokenizer"),
+    params:
+        vocab_size=STUDY["tokenizer"]["vocab_size"],
+    log:
+        f"{LOGS}/tokenizer/tokenizer.log",
+    benchmark:
+        f"{BENCH}/tokenizer/tokenizer.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("tokenizer", "mem_mb", 2000),
+        runtime=rule_resource("tokenizer", "runtime", 30),
+    conda:
+        ENV
+    shell:
+        "attnlab models tokenizer --corpus {input.corpus} --vocab-size {params.vocab_size} "
+        "--out {output} > {log} 2>&1"
+
+
+rule pretrain:
+    input:
+        tokenizer=f"{RESULTS}/tokenizer",
+        corpus=f"{RESULTS}/data/{STUDY['pretrain']['corpus']}/train.parquet",
+    output:
+        model=directory(f"{RESULTS}/models/{{scratch_model}}"),
+        curve=f"{RESULTS}/training/{{scratch_model}}/loss.parquet",
+        plot=report(
+            f"{RESULTS}/training/{{scratch_model}}/loss.png",
+            caption="../report/loss_curve.rst",
+            category="Training",
+            labels={"model": "{scratch_model}"},
+        ),
+    params:
+        spec=lambda wc: shell_quote(model_spec(wc.scratch_model)),
+        train_spec=shell_quote(STUDY["pretrain"]),
+        seed=STUDY["seed"],
+    log:
+        f"{LOGS}/pretrain/{{scratch_model}}.log",
+    benchmark:
+        f"{BENCH}/pretrain/{{scratch_model}}.tsv"
+    threads: threads_for("pretrain")
+    resources:
+        mem_mb=rule_resource("pretrain", "mem_mb", 4000),
+        runtime=rule_resource("pretrain", "runtime", 60),
+        gpu=rule_resource("pretrain", "gpu", 0),
+    conda:
+        ENV
+    shell:
+        "attnlab models pretrain --spec {params.spec} --train-spec {params.train_spec} "
+        "--tokenizer {input.tokenizer} --corpus {input.corpus} --seed {params.seed} "
+        "--threads {threads} --out {output.model} --curve {output.curve} --curve-plot {output.plot} "
+        "> {log} 2>&1"
