@@ -51,24 +51,35 @@ def _register_config(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_config_check)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from attnlab.data import cli as data_cli
-    from attnlab.evaluate import cli as evaluate_cli
-    from attnlab.models import cli as models_cli
-    from attnlab.report import cli as report_cli
+#: subcommand -> module whose ``register(subparsers)`` adds it. Imported only when
+#: needed, so that e.g. ``attnlab data`` does not pay for importing torch.
+STAGE_MODULES = {
+    "data": "attnlab.data.cli",
+    "models": "attnlab.models.cli",
+    "evaluate": "attnlab.evaluate.cli",
+    "report": "attnlab.report.cli",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command`` only that stage's subcommands are registered."""
+    import importlib
 
     parser = argparse.ArgumentParser(prog="attnlab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _register_config(subparsers)
-    for stage in (data_cli, models_cli, evaluate_cli, report_cli):
-        stage.register(subparsers)
+    for name, module in STAGE_MODULES.items():
+        if command is None or command == name:
+            importlib.import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in STAGE_MODULES else None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
