@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from attnlab.io import atomic_path, read_metadata, read_parquet, write_parquet
+from attnlab.io import atomic_dir, atomic_path, read_metadata, read_parquet, write_parquet
 
 SPANS = pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64())]))
 SCHEMA = pa.schema([("id", pa.string()), ("spans", SPANS)])
@@ -47,3 +47,18 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "x.parquet").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_replaces_a_folder_only_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("half")
+            raise RuntimeError("killed")
+    assert (target / "weights").read_text() == "v1"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v2")
+    assert (target / "weights").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

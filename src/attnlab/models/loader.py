@@ -1,0 +1,204 @@
+"""The one loader for every model: scratch folders, fine-tuned copies and hub checkpoints.
+
+``load_model(location)`` accepts a local HF folder (``save_pretrained`` output:
+the project's scratch models in ``results/models/{name}/``, fine-tuned copies,
+or a local copy of a hub checkpoint) or a hub id. The model class is resolved
+from the saved ``config.json`` (``model_type`` → ``AutoModelForCausalLM``),
+never from the folder's name, so a folder called ``llama-model`` holding a
+DiffLlama loads as ``DiffLlamaForCausalLM``.
+
+Padding policy
+--------------
+Generation uses **left** padding (the prompt's last token sits at the right edge
+for every row of a batch). Checkpoints without a pad token (e.g. Llama-2 style
+hub tokenizers) get ``pad_token = eos_token`` **for generation only**: with left
+padding and the attention mask the pad positions are never attended to and the
+pad id never needs to be predicted, so reusing eos is harmless. For training
+(``for_generation=False``) the tokenizer keeps its own padding side and pad token,
+and a tokenizer without one is returned unchanged — a trainer must add a real pad
+token (or mask by ``attention_mask``, not by token id) rather than reuse eos,
+which would mask the eos targets out of the loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A hub model was requested that is neither cached locally nor downloadable now."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` → ``cuda`` if a GPU is visible (``CUDA_VISIBLE_DEVICES`` respected) else ``cpu``.
+
+    Explicit names (``"cpu"``, ``"cuda"``, ``"cuda:1"``) are checked: asking for
+    CUDA without a visible GPU is a ``ValueError``.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no CUDA GPU is visible")
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``"auto"`` → float32 on CPU, bfloat16 on CUDA when supported (else float32)."""
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose 'auto' or one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def prepare_for_generation(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """A copy of ``tokenizer`` set up for batched generation: left padding, a pad token.
+
+    If the tokenizer has no pad token, eos is used for padding (see the module
+    docstring for why that is safe for generation only).
+    """
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError(f"tokenizer {tok.name_or_path!r} has neither a pad nor an eos token; cannot pad")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"} or (
+        os.environ.get("TRANSFORMERS_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
+    )
+
+
+def _looks_like_path(location: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else is meant as a local path."""
+    return (
+        location.startswith((".", "/", "~"))
+        or location.count("/") > 1
+        or os.sep != "/" and os.sep in location
+    )
+
+
+def _load_local(
+    folder: Path, torch_dtype: torch.dtype, trust_remote_code: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"model folder {folder} has no config.json (not a save_pretrained folder)")
+    config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, config=config, local_files_only=True, trust_remote_code=trust_remote_code, dtype=torch_dtype
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"model folder {folder} has no loadable tokenizer: {err}") from err
+    return model, tokenizer
+
+
+def _load_hub(
+    repo_id: str, torch_dtype: torch.dtype, trust_remote_code: bool, revision: str | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
+
+    def _load(local_only: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        config = AutoConfig.from_pretrained(repo_id, local_files_only=local_only, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            repo_id, config=config, local_files_only=local_only, dtype=torch_dtype, **kwargs
+        )
+        tokenizer = AutoTokenizer.from_pretrained(repo_id, local_files_only=local_only, **kwargs)
+        return model, tokenizer
+
+    try:
+        return _load(local_only=True)
+    except OSError as cached_err:
+        if _is_offline():
+            raise ModelNotAvailableError(
+                f"hub model {repo_id!r} (revision {revision or 'default'}) is not in the local Hugging Face cache "
+                "and the hub is offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set); download it first, e.g. "
+                f"`hf download {repo_id}` on a machine with network access, or save it to a folder with "
+                "save_pretrained and pass that folder"
+            ) from cached_err
+    try:
+        return _load(local_only=False)
+    except OSError as err:
+        raise ModelNotAvailableError(
+            f"hub model {repo_id!r} (revision {revision or 'default'}) could not be loaded: it is not cached and "
+            f"downloading failed ({err.__class__.__name__}: {err}); download it first (`hf download {repo_id}`) "
+            "or pass a local save_pretrained folder"
+        ) from err
+
+
+def load_model(
+    location: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    for_generation: bool = True,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer from a local folder or a hub id, in eval mode.
+
+    Args:
+        location: a local ``save_pretrained`` folder, or a hub id (``org/name``),
+            tried only if no such path exists.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (see :func:`resolve_device`).
+        dtype: ``"auto"`` (float32 on CPU, bfloat16 on CUDA if supported),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        trust_remote_code: allow custom modelling code (only where a model's
+            config entry opts in).
+        revision: hub revision (branch, tag or commit); ignored for local folders.
+        for_generation: return the tokenizer with left padding and a pad token
+            (see :func:`prepare_for_generation`); ``False`` leaves padding untouched.
+
+    Returns:
+        ``(model, tokenizer)``; the model is on ``device`` and in ``eval()`` mode.
+
+    Raises:
+        FileNotFoundError: ``location`` looks like a path but does not exist, or a
+            folder lacks ``config.json`` / a tokenizer.
+        ModelNotAvailableError: a hub id that is not cached and cannot be
+            downloaded (offline or no network).
+    """
+    target_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target_device)
+    location_str = os.fspath(location)
+    path = Path(location_str).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"model location {path} is a file, not a save_pretrained folder")
+        model, tokenizer = _load_local(path, torch_dtype, trust_remote_code)
+    elif isinstance(location, os.PathLike) or _looks_like_path(location_str):
+        raise FileNotFoundError(f"model folder {location_str} does not exist")
+    else:
+        model, tokenizer = _load_hub(location_str, torch_dtype, trust_remote_code, revision)
+
+    model.to(target_device)
+    model.eval()
+    if for_generation:
+        tokenizer = prepare_for_generation(tokenizer)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
