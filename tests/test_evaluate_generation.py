@@ -170,7 +170,7 @@ def test_tokenizer_without_pad_token() -> None:
     tokenizer = build_tiny_tokenizer(with_pad=False)
     assert tokenizer.pad_token_id is None
     assert pad_token_id(tokenizer) == tokenizer.eos_token_id
-    model = build_tiny_model("gpt2", tokenizer, seed=2)
+    model = build_tiny_model("gpt2", build_tiny_tokenizer(), seed=2)  # same vocabulary, pad id only in the config
     batched = generate_greedy(model, tokenizer, PROMPTS, batch_size=4, max_new_tokens=12, stop_sequences=[])
     for prompt, generation in zip(PROMPTS, batched):
         encoded = tokenizer(prompt, return_tensors="pt")

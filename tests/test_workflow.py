@@ -162,3 +162,10 @@ def test_paper_config_dry_runs(tmp_path: Path) -> None:
     jobs = planned_jobs(proc)
     assert ("evaluate", "model=diffllama-375m, base=gsm8k, variant=sd") in jobs
     assert not any(rule == "pretrain" for rule, _ in jobs)
+
+
+def test_report_is_written(study: tuple[Path, Path, dict]) -> None:
+    workdir, configfile, _ = study
+    snakemake(workdir, configfile, "--report", "results/report.html")
+    html = (workdir / "results" / "report.html").read_text(errors="replace")
+    assert "accuracy.png" in html and "Wilson" in html  # a figure and its caption

@@ -1,6 +1,6 @@
 """Tiny random models and a tiny tokenizer, built locally, for tests and the generation benchmark.
 
-Nothing here touches the network: the tokenizer is a byte-level BPE trained with the ``tokenizers`` library on a
+Nothing here touches the network: the tokenizer is the project's byte-level BPE trained on a
 few hundred generated GSM8K-style lines, and the models are randomly initialised from explicit configs under
 ``torch.manual_seed``. They are real ``transformers`` models (``LlamaForCausalLM``, ``DiffLlamaForCausalLM``,
 ``GPT2LMHeadModel``) so the evaluation code runs exactly as it does on trained checkpoints.
@@ -11,18 +11,10 @@ from __future__ import annotations
 import random
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (
-    DiffLlamaConfig,
-    DiffLlamaForCausalLM,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
-    PreTrainedTokenizerFast,
-)
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
+from attnlab.models.registry import build_scratch_config
+from attnlab.models.tokenizer import train_tokenizer
 from attnlab.prompts import format_example
 
 __all__ = ["TINY_ARCHITECTURES", "build_tiny_model", "build_tiny_tokenizer", "tiny_corpus"]
@@ -47,32 +39,15 @@ def tiny_corpus(n: int = 300, seed: int = 0) -> list[str]:
 
 
 def build_tiny_tokenizer(vocab_size: int = 300, *, with_pad: bool = True, seed: int = 0) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (digits split individually) with ``<s>``, ``</s>``, ``<unk>`` and ``<pad>``.
+    """The project's byte-level BPE tokenizer (:func:`attnlab.models.tokenizer.train_tokenizer`) on a tiny corpus.
 
     ``tokenizer(text)`` prepends ``<s>``. With ``with_pad=False`` the tokenizer has no pad token, like the hub
     GPT-2 tokenizer (the ``<pad>`` string stays in the vocabulary but is not registered as the pad token).
     """
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(tiny_corpus(seed=seed), trainer=trainer)
-    bos_id = backend.token_to_id("<s>")
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
-    )
-    special_kwargs = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-    if with_pad:
-        special_kwargs["pad_token"] = "<pad>"
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **special_kwargs)
+    tokenizer = train_tokenizer(tiny_corpus(seed=seed), vocab_size=vocab_size)
+    if not with_pad:
+        tokenizer.pad_token = None
+    return tokenizer
 
 
 def build_tiny_model(
@@ -89,47 +64,24 @@ def build_tiny_model(
 ) -> PreTrainedModel:
     """A randomly initialised causal LM of ``architecture`` (``llama``, ``diffllama`` or ``gpt2``), in eval mode.
 
-    ``initializer_range`` is larger than the usual 0.02 so the random logits are well separated: greedy decoding
-    then does not hinge on float rounding differences between batch shapes, and batched == unbatched comparisons
-    test the padding logic rather than luck.
+    The config comes from :func:`attnlab.models.registry.build_scratch_config`, as for the study's scratch
+    models. ``initializer_range`` is larger than the usual 0.02 so the random logits are well separated: greedy
+    decoding then does not hinge on float rounding differences between batch shapes, and batched == unbatched
+    comparisons test the padding logic rather than luck.
 
     Raises:
         ValueError: for an unknown architecture.
     """
-    special = {
-        "vocab_size": len(tokenizer),
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    if architecture in ("llama", "diffllama"):
-        config_class = LlamaConfig if architecture == "llama" else DiffLlamaConfig
-        config = config_class(
-            hidden_size=hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=num_heads,
-            intermediate_size=intermediate_size,
-            max_position_embeddings=max_position_embeddings,
-            initializer_range=initializer_range,
-            tie_word_embeddings=True,
-            **special,
-        )
-        model_class = LlamaForCausalLM if architecture == "llama" else DiffLlamaForCausalLM
-    elif architecture == "gpt2":
-        config = GPT2Config(
-            n_embd=hidden_size,
-            n_layer=num_layers,
-            n_head=num_heads,
-            n_inner=intermediate_size,
-            n_positions=max_position_embeddings,
-            initializer_range=initializer_range,
-            tie_word_embeddings=True,
-            **special,
-        )
-        model_class = GPT2LMHeadModel
-    else:
+    if architecture not in TINY_ARCHITECTURES:
         raise ValueError(f"unknown tiny architecture {architecture!r}; choose from {TINY_ARCHITECTURES}")
+    size = {
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "intermediate_size": intermediate_size,
+        "max_position_embeddings": max_position_embeddings,
+    }
+    config = build_scratch_config(architecture, size, tokenizer)
+    config.initializer_range = initializer_range
     torch.manual_seed(seed)
-    model = model_class(config)
-    return model.eval()
+    return AutoModelForCausalLM.from_config(config).eval()
