@@ -16,6 +16,7 @@ from attnlab.io import read_metadata, read_parquet, write_parquet
 from attnlab.models import cli as models_cli
 from attnlab.models.loader import load_model
 from attnlab.models.pretrain import (
+    answer_only_labels,
     batch_index_stream,
     collate,
     corpus_documents,
@@ -261,3 +262,27 @@ def test_packing_trains_on_full_blocks_deterministically(corpus, tokenizer_dir, 
     assert tokens == [step * train["batch_size"] * 32 for step in range(1, 7)]  # no padding anywhere
     with pytest.raises(ValueError, match="exclude each other"):
         validate_train_spec({**train, "group_by_length": True})
+
+
+def test_answer_only_labels_mask_exactly_the_prompt(corpus, tokenizer_dir):
+    from attnlab.models.pretrain import tokenize_documents
+    from attnlab.prompts import format_question
+
+    tok = load_tokenizer(tokenizer_dir)
+    sequences, _ = tokenize_documents(corpus_documents(corpus), tok, max_length=512)
+    labels = answer_only_labels(corpus, sequences, tok)
+    for question, ids, targets in zip(corpus["question"], sequences, labels):
+        n_prompt = len(tok(format_question(question))["input_ids"])
+        assert targets[:n_prompt] == [-100] * n_prompt
+        assert targets[n_prompt:] == ids[n_prompt:] and targets[-1] == tok.eos_token_id
+        assert tok.decode(targets[n_prompt:-1]).strip() == corpus.loc[corpus["question"] == question, "answer"].iloc[0]
+
+
+def test_answer_only_loss_counts_only_solution_tokens(corpus, tokenizer_dir, tmp_path):
+    full = pretrain(SPEC, {**TRAIN, "steps": 2}, tokenizer_dir, corpus, seed=1, out_dir=tmp_path / "a", threads=1,
+                    progress=False)
+    answer = pretrain(SPEC, {**TRAIN, "steps": 2, "loss_on": "answer"}, tokenizer_dir, corpus, seed=1,
+                      out_dir=tmp_path / "b", threads=1, progress=False)
+    tokens_full = full[full.split == "train"].tokens_seen.tolist()
+    tokens_answer = answer[answer.split == "train"].tokens_seen.tolist()
+    assert all(0 < a < f for a, f in zip(tokens_answer, tokens_full))

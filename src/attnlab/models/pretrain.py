@@ -10,7 +10,9 @@ seeded permutations of the training rows (epoch after epoch), right-pads them to
 the longest in the batch (or, with ``packing``, concatenates documents into full
 blocks of ``max_length`` tokens; or ``group_by_length``: batches of similar
 length, to waste less compute on padding) and minimises the mean next-token cross-entropy over
-the real tokens (labels of padding are ``-100``). Because padding is on the
+the real tokens (labels of padding are ``-100``) — every token (``loss_on: all``), or only
+the worked solution and ``</s>`` given the question (``loss_on: answer``, see
+:func:`answer_only_labels`). Because padding is on the
 right and the models are causal, real positions never see the padding, so no
 attention mask is passed (the fast causal kernels stay on).
 
@@ -48,7 +50,7 @@ from attnlab.io import write_json, write_parquet
 from attnlab.io import atomic_dir
 from attnlab.models.registry import build_scratch_config, count_parameters
 from attnlab.models.tokenizer import load_tokenizer
-from attnlab.prompts import format_example
+from attnlab.prompts import format_example, format_question
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ OPTIONAL_TRAIN_DEFAULTS: dict[str, Any] = {
     "scheduler": "cosine",
     "group_by_length": False,
     "packing": False,
+    "loss_on": "all",
     "adam_beta1": 0.9,
     "adam_beta2": 0.95,
     "adam_epsilon": 1e-8,
@@ -127,6 +130,8 @@ def validate_train_spec(train_spec: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("group_by_length", "packing"):
         if not isinstance(spec[key], bool):
             raise ValueError(f"train spec key {key!r} must be true or false, got {spec[key]!r}")
+    if spec["loss_on"] not in ("all", "answer"):
+        raise ValueError(f"train spec key 'loss_on' must be 'all' or 'answer', got {spec['loss_on']!r}")
     if spec["packing"] and spec["group_by_length"]:
         raise ValueError("train spec keys 'packing' and 'group_by_length' exclude each other")
     if not 0 < spec["validation_fraction"] < 1:
@@ -179,6 +184,28 @@ def tokenize_documents(
             ids = ids[:max_length]
         sequences.append(ids)
     return sequences, truncated
+
+
+def answer_only_labels(
+    corpus: pd.DataFrame, sequences: Sequence[Sequence[int]], tokenizer: PreTrainedTokenizerBase
+) -> list[list[int]]:
+    """Labels that score only the solution: prompt tokens (``<s>Question: …\nAnswer:``) become -100.
+
+    The loss is then the cross-entropy of the worked solution and ``</s>`` given the
+    question, the quantity pass@1 depends on; the question's own tokens (random
+    names and numbers, irreducible) no longer compete for a tiny model's capacity.
+
+    Raises:
+        ValueError: if a prompt's tokens are not a prefix of its document's tokens.
+    """
+    prompts = tokenizer([format_question(q) for q in corpus["question"]], add_special_tokens=True)["input_ids"]
+    labels = []
+    for row, (prompt, ids) in enumerate(zip(prompts, sequences)):
+        if list(ids[: len(prompt)]) != list(prompt)[: len(ids)]:
+            raise ValueError(f"corpus row {row}: the prompt does not tokenize as a prefix of the document")
+        n_prompt = min(len(prompt), len(ids))
+        labels.append([-100] * n_prompt + list(ids[n_prompt:]))
+    return labels
 
 
 def split_validation(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -251,14 +278,22 @@ def packed_blocks(
     return np.asarray(tokens[:needed], dtype=np.int64).reshape(n_blocks, block_length)
 
 
-def collate(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence: ``input_ids`` and ``labels`` (pad → -100), both ``(batch, length)``."""
+def collate(
+    sequences: Sequence[Sequence[int]],
+    pad_token_id: int,
+    label_sequences: Sequence[Sequence[int]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence: ``input_ids`` and ``labels`` (pad → -100), both ``(batch, length)``.
+
+    ``labels`` are the tokens themselves, or ``label_sequences`` (same lengths) when given.
+    """
+    label_sequences = sequences if label_sequences is None else label_sequences
     length = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
     labels = torch.full((len(sequences), length), -100, dtype=torch.long)
-    for row, ids in enumerate(sequences):
+    for row, (ids, targets) in enumerate(zip(sequences, label_sequences)):
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        labels[row, : len(ids)] = input_ids[row, : len(ids)]
+        labels[row, : len(targets)] = torch.tensor(targets, dtype=torch.long)
     return input_ids, labels
 
 
@@ -273,14 +308,21 @@ def next_token_loss_sum(model: PreTrainedModel, input_ids: torch.Tensor, labels:
 
 @torch.no_grad()
 def validation_loss(
-    model: PreTrainedModel, sequences: Sequence[Sequence[int]], pad_token_id: int, batch_size: int
+    model: PreTrainedModel,
+    sequences: Sequence[Sequence[int]],
+    pad_token_id: int,
+    batch_size: int,
+    label_sequences: Sequence[Sequence[int]] | None = None,
 ) -> float:
-    """Token-weighted mean next-token loss on ``sequences``."""
+    """Token-weighted mean next-token loss on ``sequences`` (scored on ``label_sequences`` if given)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(sequences), batch_size):
-        input_ids, labels = collate(sequences[start : start + batch_size], pad_token_id)
+        chunk = slice(start, start + batch_size)
+        input_ids, labels = collate(
+            sequences[chunk], pad_token_id, None if label_sequences is None else label_sequences[chunk]
+        )
         loss_sum, n = next_token_loss_sum(model, input_ids, labels)
         total += loss_sum
         count += n
@@ -359,27 +401,20 @@ def pretrain(
     sequences, truncated = tokenize_documents(documents, tokenizer, spec["max_length"])
     if truncated:
         logger.warning("%d of %d documents exceed max_length=%d tokens and were cut", truncated, len(documents), spec["max_length"])
+    label_seqs = answer_only_labels(corpus, sequences, tokenizer) if spec["loss_on"] == "answer" else sequences
     train_rows, val_rows = split_validation(len(sequences), spec["validation_fraction"], seed)
-    train_seqs = [sequences[i] for i in train_rows]
-    val_seqs = [sequences[i] for i in val_rows]
+    train_seqs, train_labels = [sequences[i] for i in train_rows], [label_seqs[i] for i in train_rows]
+    val_seqs, val_labels = [sequences[i] for i in val_rows], [label_seqs[i] for i in val_rows]
     steps, batch_size = spec["steps"], spec["batch_size"]
     lengths = [len(s) for s in train_seqs] if spec["group_by_length"] else None
     batches = batch_index_stream(len(train_seqs), batch_size, steps, seed, lengths)
-    blocks = (
-        torch.from_numpy(
-            packed_blocks(
-                train_seqs,
-                # enough stream positions for the blocks even if every document were the shortest
-                batch_index_stream(
-                    len(train_seqs), 1, steps * batch_size * spec["max_length"] // min(map(len, train_seqs)) + 1, seed
-                ).reshape(-1),
-                spec["max_length"],
-                steps * batch_size,
-            )
-        )
-        if spec["packing"]
-        else None
-    )
+    if spec["packing"]:
+        # enough stream positions for the blocks even if every document were the shortest
+        n_documents = steps * batch_size * spec["max_length"] // min(map(len, train_seqs)) + 1
+        order = batch_index_stream(len(train_seqs), 1, n_documents, seed).reshape(-1)
+        # (steps * batch, max_length) each; the same order keeps tokens and labels aligned
+        block_ids = torch.from_numpy(packed_blocks(train_seqs, order, spec["max_length"], steps * batch_size))
+        block_labels = torch.from_numpy(packed_blocks(train_labels, order, spec["max_length"], steps * batch_size))
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
@@ -397,16 +432,20 @@ def pretrain(
     rows: list[dict[str, Any]] = []
     tokens_seen = 0
     rows.append(
-        {"step": 0, "split": "validation", "loss": validation_loss(model, val_seqs, pad_id, batch_size),
+        {"step": 0, "split": "validation", "loss": validation_loss(model, val_seqs, pad_id, batch_size, val_labels),
          "lr": scheduler.get_last_lr()[0], "tokens_seen": 0}
     )
     start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=f"pretrain {architecture}", disable=not progress, mininterval=2.0)
     for step in bar:
-        if blocks is not None:  # (batch, max_length), every position a real token
-            input_ids = labels = blocks[(step - 1) * batch_size : step * batch_size]
+        if spec["packing"]:  # (batch, max_length), no padding
+            rows_of_step = slice((step - 1) * batch_size, step * batch_size)
+            input_ids, labels = block_ids[rows_of_step], block_labels[rows_of_step]
         else:
-            input_ids, labels = collate([train_seqs[i] for i in batches[step - 1]], pad_id)
+            rows_of_step = batches[step - 1]
+            input_ids, labels = collate(
+                [train_seqs[i] for i in rows_of_step], pad_id, [train_labels[i] for i in rows_of_step]
+            )
         lr = scheduler.get_last_lr()[0]
         loss = model(input_ids=input_ids, labels=labels).loss
         if not torch.isfinite(loss):
@@ -419,7 +458,7 @@ def pretrain(
         tokens_seen += int((labels != -100).sum())
         rows.append({"step": step, "split": "train", "loss": loss.item(), "lr": lr, "tokens_seen": tokens_seen})
         if step % spec["eval_every"] == 0 or step == steps:
-            val = validation_loss(model, val_seqs, pad_id, batch_size)
+            val = validation_loss(model, val_seqs, pad_id, batch_size, val_labels)
             rows.append({"step": step, "split": "validation", "loss": val, "lr": lr, "tokens_seen": tokens_seen})
             bar.set_postfix(train=f"{loss.item():.3f}", val=f"{val:.3f}")
     wall_seconds = time.perf_counter() - start
