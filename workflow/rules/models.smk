@@ -1,14 +1,15 @@
 # Model stage: the shared BPE tokenizer and the from-scratch models.
-# Hub models need no rule: the evaluation loads them by id through the same loader.
+# Both rules run only for studies with scratch models (the lambdas read
+# sections that exist only then). Hub models need no rule: the evaluation loads them by id through the same loader.
 
 
 rule tokenizer:
     input:
-        corpus=f"{RESULTS}/data/{STUDY['tokenizer']['corpus']}/train.parquet",
+        corpus=lambda wc: f"{RESULTS}/data/{STUDY['tokenizer']['corpus']}/train.parquet",
     output:
         directory(f"{RESULTS}/tokenizer"),
     params:
-        vocab_size=STUDY["tokenizer"]["vocab_size"],
+        vocab_size=lambda wc: STUDY["tokenizer"]["vocab_size"],
     log:
         f"{LOGS}/tokenizer/tokenizer.log",
     benchmark:
@@ -27,7 +28,7 @@ rule tokenizer:
 rule pretrain:
     input:
         tokenizer=f"{RESULTS}/tokenizer",
-        corpus=f"{RESULTS}/data/{STUDY['pretrain']['corpus']}/train.parquet",
+        corpus=lambda wc: f"{RESULTS}/data/{STUDY['pretrain']['corpus']}/train.parquet",
     output:
         model=directory(f"{RESULTS}/models/{{scratch_model}}"),
         curve=f"{RESULTS}/training/{{scratch_model}}/loss.parquet",
@@ -39,7 +40,7 @@ rule pretrain:
         ),
     params:
         spec=lambda wc: shell_quote(model_spec(wc.scratch_model)),
-        train_spec=shell_quote(STUDY["pretrain"]),
+        train_spec=lambda wc: shell_quote(STUDY["pretrain"]),
         seed=STUDY["seed"],
     log:
         f"{LOGS}/pretrain/{{scratch_model}}.log",
