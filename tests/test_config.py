@@ -17,7 +17,9 @@ from attnlab.config import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-GSM8K_TEST = REPO.parent / "shared" / "datasets" / "gsm8k" / "test.jsonl"
+from conftest import GSM8K_DIR
+
+GSM8K_TEST = GSM8K_DIR / "test.jsonl"
 
 
 @pytest.fixture(scope="module")

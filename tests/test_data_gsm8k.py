@@ -10,7 +10,7 @@ import pytest
 from attnlab.data import BASE_COLUMNS, DataFormatError, load_base_dataset
 from attnlab.data.gsm8k import classify_topic, key_spans, parse_final_answer
 
-GSM8K = Path("/work/shared/datasets/gsm8k")
+from conftest import GSM8K_DIR as GSM8K
 SPEC = {"loader": "gsm8k", "train_path": str(GSM8K / "train.jsonl"), "test_path": str(GSM8K / "test.jsonl")}
 
 

@@ -15,7 +15,9 @@ from attnlab.data import DATA_COLUMNS, NoiseContext, apply_noise, load_base_data
 from attnlab.data.noise import insertion_boundaries, load_noise_bank, noise_bank_path
 from attnlab.data.text import find_numbers, split_sentences
 
-GSM8K_TEST = "/work/shared/datasets/gsm8k/test.jsonl"
+from conftest import GSM8K_DIR
+
+GSM8K_TEST = str(GSM8K_DIR / "test.jsonl")
 NOISE_TYPES = ("inf", "rcs", "sd")
 
 
