@@ -240,6 +240,30 @@ def _accuracy_rows(scores: dict[Key, Scores], confidence: float) -> list[dict[st
     return rows
 
 
+def _paired_comparison(
+    x: np.ndarray, y: np.ndarray, confidence: float, x_name: str, y_name: str
+) -> dict[str, Any]:
+    """Paired statistics of two correctness vectors on the same items (y − x).
+
+    Returns the cell counts (``both_correct``, ``only_{x_name}``, ``only_{y_name}``,
+    ``neither_correct``), ``n``, the Newcombe (1998) interval of the difference and
+    the exact McNemar p-value on the discordant pairs.
+    """
+    cells = paired_counts(x, y)
+    diff, low, high = paired_difference_interval_from_counts(*cells, confidence=confidence)
+    return {
+        "n": cells.n,
+        "both_correct": cells.both,
+        f"only_{x_name}": cells.only_x,
+        f"only_{y_name}": cells.only_y,
+        "neither_correct": cells.neither,
+        "diff": diff,
+        "diff_ci_low": low,
+        "diff_ci_high": high,
+        "mcnemar_p": mcnemar_exact(cells.only_x, cells.only_y),
+    }
+
+
 def _robustness_rows(scores: dict[Key, Scores], confidence: float) -> list[dict[str, Any]]:
     rows = []
     for (model, base, variant), noisy in scores.items():
@@ -257,27 +281,21 @@ def _robustness_rows(scores: dict[Key, Scores], confidence: float) -> list[dict[
                 raise ValueError(
                     f"model={model!r}, base={base!r}: variants {CLEAN_VARIANT!r} and {variant!r} share no item ids"
                 )
-            cells = paired_counts(clean_correct, noisy_correct)
-            drop, low, high = paired_difference_interval_from_counts(*cells, confidence=confidence)
+            stats = _paired_comparison(clean_correct, noisy_correct, confidence, "clean", "noisy")
             rows.append(
                 dict(
                     model=model,
                     base=base,
                     variant=variant,
                     metric=metric,
-                    n=cells.n,
                     n_clean=len(clean),
                     n_noisy=len(noisy),
                     pass_at_1_clean=float(clean_correct.mean()),
                     pass_at_1_noisy=float(noisy_correct.mean()),
-                    drop=drop,
-                    drop_ci_low=low,
-                    drop_ci_high=high,
-                    both_correct=cells.both,
-                    only_clean=cells.only_x,
-                    only_noisy=cells.only_y,
-                    neither_correct=cells.neither,
-                    mcnemar_p=mcnemar_exact(cells.only_x, cells.only_y),
+                    drop=stats.pop("diff"),
+                    drop_ci_low=stats.pop("diff_ci_low"),
+                    drop_ci_high=stats.pop("diff_ci_high"),
+                    **stats,
                 )
             )
     return rows
@@ -296,8 +314,6 @@ def _mcnemar_rows(scores: dict[Key, Scores], confidence: float) -> list[dict[str
                     raise ValueError(
                         f"base={base!r}, variant={variant!r}: models {model_a!r} and {model_b!r} share no item ids"
                     )
-                cells = paired_counts(correct_a, correct_b)
-                diff, low, high = paired_difference_interval_from_counts(*cells, confidence=confidence)
                 rows.append(
                     dict(
                         base=base,
@@ -305,19 +321,11 @@ def _mcnemar_rows(scores: dict[Key, Scores], confidence: float) -> list[dict[str
                         metric=metric,
                         model_a=model_a,
                         model_b=model_b,
-                        n=cells.n,
                         n_a=len(table_a),
                         n_b=len(table_b),
-                        both_correct=cells.both,
-                        only_a=cells.only_x,
-                        only_b=cells.only_y,
-                        neither_correct=cells.neither,
                         pass_at_1_a=float(correct_a.mean()),
                         pass_at_1_b=float(correct_b.mean()),
-                        diff=diff,
-                        diff_ci_low=low,
-                        diff_ci_high=high,
-                        mcnemar_p=mcnemar_exact(cells.only_x, cells.only_y),
+                        **_paired_comparison(correct_a, correct_b, confidence, "a", "b"),
                     )
                 )
     return rows
