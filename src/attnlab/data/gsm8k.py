@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
-import yaml
 
-from attnlab.data.errors import DataFormatError
+from attnlab.data.errors import DataFormatError, read_yaml_resource
 from attnlab.data.registry import register_dataset
 from attnlab.data.schema import BASE_COLUMNS
 from attnlab.data.text import find_numbers, parse_number
@@ -92,10 +91,7 @@ def key_spans(question: str, answer: str) -> list[dict[str, int]]:
 
 @lru_cache(maxsize=4)
 def _topic_patterns(path: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataFormatError(f"{path}: cannot read topic keywords: {exc}") from None
+    raw = read_yaml_resource(path, "topic keyword file")
     topics = raw.get("topics") if isinstance(raw, Mapping) else None
     if not isinstance(topics, Mapping) or not topics:
         raise DataFormatError(f"{path}: expected a mapping 'topics: {{topic: [keywords]}}'")

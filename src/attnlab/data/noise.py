@@ -45,9 +45,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-import yaml
 
-from attnlab.data.errors import DataFormatError
+from attnlab.data.errors import DataFormatError, read_yaml_resource
 from attnlab.data.registry import CLEAN, get_noise_function, register_noise
 from attnlab.data.schema import (
     BASE_COLUMNS,
@@ -261,12 +260,7 @@ def _check_slots(template: str, slots: Mapping[str, Any], path: str, key: str, a
 @lru_cache(maxsize=4)
 def load_noise_bank(path: str) -> NoiseBank:
     """Parse and check the noise banks; errors name the file and the key."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: noise bank file not found") from None
-    except yaml.YAMLError as exc:
-        raise DataFormatError(f"{path}: invalid YAML: {exc}") from None
+    raw = read_yaml_resource(path, "noise bank file")
     if not isinstance(raw, Mapping) or set(raw) != {"slots", "INF", "RCS", "SD"}:
         raise DataFormatError(f"{path}: top level must have exactly the keys slots, INF, RCS, SD")
     if not isinstance(raw["slots"], Mapping):

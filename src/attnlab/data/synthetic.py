@@ -39,9 +39,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
-import yaml
 
-from attnlab.data.errors import DataFormatError
+from attnlab.data.errors import DataFormatError, read_yaml_resource
 from attnlab.data.registry import register_dataset
 from attnlab.data.schema import BASE_COLUMNS
 from attnlab.data.text import derive_seed, format_number
@@ -346,12 +345,7 @@ def _compile_template(
 @lru_cache(maxsize=8)
 def load_templates(path: str) -> TemplateBank:
     """Parse and check a template file; errors name the file and the key path."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataFormatError(f"{path}: template file not found") from None
-    except yaml.YAMLError as exc:
-        raise DataFormatError(f"{path}: invalid YAML: {exc}") from None
+    raw = read_yaml_resource(path, "template file")
     if not isinstance(raw, Mapping) or not {"names", "pools", "families"} <= set(raw):
         raise DataFormatError(f"{path}: top level must have keys names, pools, families")
     names_raw = raw["names"]
