@@ -1,4 +1,4 @@
-"""Shared test settings: where the project's shared/ folder (real GSM8K) lies.
+"""Shared test settings: where shared/ (real GSM8K) lies, a tiny model size, one-thread torch.
 
 CI clones the repository with a copy of shared/ beside it, so the path is taken
 relative to the checkout (``../shared``); ``ATTNLAB_SHARED`` overrides it.
@@ -9,6 +9,35 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ATTNLAB_SHARED", REPO.parent / "shared"))
 GSM8K_DIR = SHARED / "datasets" / "gsm8k"
+
+#: size fields of a tiny scratch model, valid for every architecture (llama … mamba2)
+TINY_SIZE = {
+    "hidden_size": 32,
+    "num_layers": 2,
+    "num_heads": 4,
+    "intermediate_size": 64,
+    "max_position_embeddings": 128,
+    "state_size": 8,
+    "expand": 2,
+    "head_dim": 16,
+}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a test module's tiny models on one torch thread, restoring the previous count after.
+
+    Tiny models gain nothing from intra-op threads, and one thread keeps these tests fast on a
+    busy 2-core machine (2 threads competing with other processes were >10x slower).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,14 +17,7 @@ from attnlab.evaluate.tiny import build_tiny_model, build_tiny_tokenizer
 from attnlab.io import read_metadata, read_parquet, write_parquet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and one thread keeps these tests fast on a busy 2-core
-    machine (2 threads competing with other processes were >10x slower); the previous count is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -31,14 +31,7 @@ PROMPTS = [
 MAX_NEW = 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and one thread keeps these tests fast on a busy 2-core
-    machine (2 threads competing with other processes were >10x slower); the previous count is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

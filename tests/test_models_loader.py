@@ -19,16 +19,7 @@ from attnlab.models.loader import (
 from attnlab.models.registry import SCRATCH_ARCHITECTURES, build_scratch_config
 from attnlab.models.tokenizer import train_tokenizer
 
-SIZE = {
-    "hidden_size": 32,
-    "num_layers": 2,
-    "num_heads": 4,
-    "intermediate_size": 64,
-    "max_position_embeddings": 128,
-    "state_size": 8,
-    "expand": 2,
-    "head_dim": 16,
-}
+from conftest import TINY_SIZE as SIZE
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,7 @@ from attnlab.models.registry import (
 )
 from attnlab.models.tokenizer import train_tokenizer
 
-SIZE = {
-    "hidden_size": 32,
-    "num_layers": 2,
-    "num_heads": 4,
-    "intermediate_size": 64,
-    "max_position_embeddings": 128,
-    "state_size": 8,
-    "expand": 2,
-    "head_dim": 16,
-}
+from conftest import TINY_SIZE as SIZE
 CLASS_NAMES = {
     "llama": "LlamaForCausalLM",
     "diffllama": "DiffLlamaForCausalLM",
