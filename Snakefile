@@ -34,6 +34,13 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/attention.smk"
+include: "workflow/rules/needle.smk"
+include: "workflow/rules/attribution.smk"
+include: "workflow/rules/validation.smk"
+include: "workflow/rules/perturbation.smk"
+include: "workflow/rules/prefetch.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -47,8 +47,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The config schema: the main file plus one fragment per stage.
+
+    Each ``stages/*.schema.yaml`` beside the main file declares the top-level
+    ``properties`` (and ``$defs``) of one analysis stage, so a stage owns its
+    keys in its own file; a key declared twice is an error.
+    """
+    path = Path(path)
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    for fragment_path in sorted((path.parent / "stages").glob("*.schema.yaml")):
+        with open(fragment_path, encoding="utf-8") as fh:
+            fragment = yaml.safe_load(fh) or {}
+        for section in ("properties", "$defs"):
+            for key, value in (fragment.get(section) or {}).items():
+                if key in schema.setdefault(section, {}):
+                    raise ConfigError(f"{fragment_path}: schema key {section}.{key} is already declared")
+                schema[section][key] = value
+    return schema
 
 
 def _key(path: Iterator[Any] | Any) -> str:
@@ -193,6 +209,8 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     for flag, stage in STAGE_FLAGS.items():
         if not config.get(flag, True) and stage not in IMPLEMENTED_STAGES:
             errors.append(f"config key '{flag}': the {stage} stage is not available in this release; keep it true")
+    for stage_errors in (_sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors):
+        errors += stage_errors(config)
     for name, spec in config["models"].items():
         if spec["source"] == "scratch" and spec["architecture"] in ("llama", "diffllama", "gpt2"):
             if "num_heads" not in spec:
@@ -202,6 +220,29 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
             elif spec["architecture"] == "diffllama" and spec["num_heads"] % 2:
                 errors.append(f"config key 'models.{name}.num_heads': must be even for diffllama (head pairs)")
     return errors
+
+
+# --- per-stage semantic checks (what a schema cannot express) ----------------
+
+
+def _sft_errors(config: Mapping[str, Any]) -> list[str]:
+    return []
+
+
+def _attention_errors(config: Mapping[str, Any]) -> list[str]:
+    return []
+
+
+def _needle_errors(config: Mapping[str, Any]) -> list[str]:
+    return []
+
+
+def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
+    return []
+
+
+def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
+    return []
 
 
 def validate_config(

@@ -83,6 +83,10 @@ def eval_outputs():
     )
 
 
+#: final targets of the analysis stages; each stage's rule file extends it
+STAGE_TARGETS = []
+
+
 def all_outputs():
     outputs = [
         f"{RESULTS}/tables/accuracy.parquet",
@@ -90,7 +94,7 @@ def all_outputs():
         f"{RESULTS}/figures/robustness.png",
     ]
     outputs += [f"{RESULTS}/training/{m}/loss.png" for m in MODELS if m in SCRATCH]
-    return outputs
+    return outputs + [t for t in STAGE_TARGETS if t not in outputs]
 
 
 def evaluate_inputs(wildcards):

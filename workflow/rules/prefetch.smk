@@ -1,0 +1,1 @@
+# prefetch stage (see README). Rules only; helper functions live in common.smk or src/attnlab.
