@@ -41,3 +41,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ci_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """One real run of the whole DAG on configs/ci.yaml, shared by every workflow test.
+
+    Returns (workdir, configfile, config). Tests must not modify the workdir's
+    results (dry runs only); a test that needs to change outputs copies them.
+    """
+    from attnlab.config import load_yaml
+    from workflow_helpers import snakemake, write_config
+
+    workdir = tmp_path_factory.mktemp("study")
+    config = load_yaml(REPO / "configs" / "ci.yaml")
+    configfile = write_config(workdir / "study.yaml", config)
+    snakemake(workdir, configfile)
+    return workdir, configfile, config

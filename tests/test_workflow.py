@@ -6,9 +6,7 @@ re-run would do after config edits (dry runs), and on config rejection.
 
 from __future__ import annotations
 
-import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,56 +16,13 @@ import yaml
 
 from attnlab.config import load_yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from workflow_helpers import REPO, SNAKEMAKE, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [
-        *SNAKEMAKE,
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(configfile),
-        "--cores", "2",
-        *args,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def planned_jobs(proc: subprocess.CompletedProcess) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would execute."""
-    text = proc.stdout + proc.stderr
-    jobs: set[tuple[str, str]] = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
-        head = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not head or head.group(1) == "all":
-            continue
-        wildcards = re.search(r"^\s*wildcards: (.*)$", block, re.M)
-        jobs.add((head.group(1), wildcards.group(1).strip() if wildcards else ""))
-    return jobs
-
-
-def write_config(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    workdir = tmp_path_factory.mktemp("study")
-    config = load_yaml(REPO / "configs" / "ci.yaml")
-    configfile = write_config(workdir / "study.yaml", config)
-    snakemake(workdir, configfile)
-    return workdir, configfile, config
-
-
-def test_outputs_exist_with_schemas(study: tuple[Path, Path, dict]) -> None:
-    workdir, _, config = study
+def test_outputs_exist_with_schemas(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = ci_study
     results = workdir / "results"
     variants = ["clean", *config["noise"]["types"]]
     for variant in variants:
@@ -93,8 +48,8 @@ def test_outputs_exist_with_schemas(study: tuple[Path, Path, dict]) -> None:
         assert (results / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_accuracy_table_matches_per_item_results(study: tuple[Path, Path, dict]) -> None:
-    workdir, _, config = study
+def test_accuracy_table_matches_per_item_results(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = ci_study
     results = workdir / "results"
     table = pd.read_parquet(results / "tables" / "accuracy.parquet")
     strict = table[table["metric"] == "strict"]
@@ -108,14 +63,14 @@ def test_accuracy_table_matches_per_item_results(study: tuple[Path, Path, dict])
     assert (results / "tables" / "accuracy.csv").is_file() and (results / "tables" / "accuracy.md").is_file()
 
 
-def test_complete_study_has_nothing_to_do(study: tuple[Path, Path, dict]) -> None:
-    workdir, configfile, _ = study
+def test_complete_study_has_nothing_to_do(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, configfile, _ = ci_study
     proc = snakemake(workdir, configfile, "-n")
     assert planned_jobs(proc) == set(), proc.stdout
 
 
-def test_editing_one_model_reruns_only_that_model(study: tuple[Path, Path, dict]) -> None:
-    workdir, _, config = study
+def test_editing_one_model_reruns_only_that_model(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = ci_study
     edited = yaml.safe_load(yaml.safe_dump(config))
     edited["models"]["diffllama"]["intermediate_size"] += 16
     proc = snakemake(workdir, write_config(workdir / "edited.yaml", edited), "-n")
@@ -126,8 +81,8 @@ def test_editing_one_model_reruns_only_that_model(study: tuple[Path, Path, dict]
     assert jobs == expected
 
 
-def test_adding_a_model_runs_only_its_jobs_and_aggregates(study: tuple[Path, Path, dict]) -> None:
-    workdir, _, config = study
+def test_adding_a_model_runs_only_its_jobs_and_aggregates(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = ci_study
     extended = yaml.safe_load(yaml.safe_dump(config))
     extended["models"]["llama-wide"] = {**config["models"]["llama"], "hidden_size": 48, "num_heads": 2}
     proc = snakemake(workdir, write_config(workdir / "extended.yaml", extended), "-n")
@@ -164,8 +119,8 @@ def test_paper_config_dry_runs(tmp_path: Path) -> None:
     assert not any(rule == "pretrain" for rule, _ in jobs)
 
 
-def test_report_is_written(study: tuple[Path, Path, dict]) -> None:
-    workdir, configfile, _ = study
+def test_report_is_written(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, configfile, _ = ci_study
     snakemake(workdir, configfile, "--report", "results/report.html")
     html = (workdir / "results" / "report.html").read_text(errors="replace")
     assert "accuracy.png" in html and "Wilson" in html  # a figure and its caption
