@@ -309,5 +309,22 @@ def scratch_models(config: Mapping[str, Any]) -> list[str]:
     return [m for m, spec in config["models"].items() if spec["source"] == "scratch"]
 
 
+def model_variants(config: Mapping[str, Any], names: Iterator[str] | list[str]) -> list[str]:
+    """The given model names followed by their derived variants (SFT variants), in config order.
+
+    A stage whose config section lists base models (``attention.models: [llama]``) runs on
+    these and on their fine-tuned variants, so SFT variants need no special case downstream.
+    """
+    return list(names)
+
+
+def model_architecture(config: Mapping[str, Any], name: str) -> str | None:
+    """The architecture of a model name (scratch, replicate or derived variant); None for hub models."""
+    spec = config["models"].get(name)
+    if spec is None:
+        raise KeyError(f"unknown model {name!r}")
+    return spec.get("architecture") if spec["source"] == "scratch" else None
+
+
 def fewshot_seed(config: Mapping[str, Any]) -> int:
     return int(config["evaluation"].get("fewshot_seed", config["seed"]))
