@@ -126,3 +126,22 @@ def test_presets_and_selections(default_config: dict) -> None:
     assert selected_models(config) == ["llama", "diffllama"]
     assert selected_variants(config) == ["clean", "inf", "rcs", "sd"]
     assert selected_variants({**config, "select_variants": ["sd", "clean"]}) == ["clean", "sd"]
+
+
+def test_replicates_name_models_and_reject_clashes(tmp_path):
+    from attnlab.config import model_architecture, replicate_models
+
+    config = load_yaml(REPO / "configs" / "ci.yaml")
+    config["pretrain"]["replicates"] = {"models": ["llama", "diffllama"], "seeds": [11, 12]}
+    study = validate_config(config, base_dir=REPO)
+    assert replicate_models(study) == {
+        "llama-seed11": ("llama", 11), "llama-seed12": ("llama", 12),
+        "diffllama-seed11": ("diffllama", 11), "diffllama-seed12": ("diffllama", 12),
+    }
+    assert model_architecture(study, "diffllama-seed12") == "diffllama"
+    bad = copy.deepcopy(config)
+    bad["pretrain"]["replicates"] = {"models": ["nope"], "seeds": [config["seed"]]}
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad, base_dir=REPO)
+    assert "'pretrain.replicates.models': 'nope'" in str(err.value)
+    assert "'pretrain.replicates.seeds'" in str(err.value)

@@ -286,3 +286,29 @@ def test_answer_only_loss_counts_only_solution_tokens(corpus, tokenizer_dir, tmp
     tokens_full = full[full.split == "train"].tokens_seen.tolist()
     tokens_answer = answer[answer.split == "train"].tokens_seen.tolist()
     assert all(0 < a < f for a, f in zip(tokens_answer, tokens_full))
+
+
+def test_extra_corpus_documents_are_validated_with_their_source():
+    from attnlab.models.pretrain import extra_corpus_documents
+
+    assert extra_corpus_documents(pd.DataFrame({"text": ["a b", "c"]}), "x.parquet") == ["a b", "c"]
+    with pytest.raises(ValueError, match=r"x\.parquet: an extra corpus needs a 'text' column"):
+        extra_corpus_documents(pd.DataFrame({"question": ["q"]}), "x.parquet")
+    with pytest.raises(ValueError, match=r"x\.parquet: empty 'text' in row\(s\) \[1\]"):
+        extra_corpus_documents(pd.DataFrame({"text": ["ok", "  "]}), "x.parquet")
+
+
+def test_extra_documents_join_the_corpus_and_change_the_model(corpus, tokenizer_dir, tmp_path):
+    extra = ["The magic number for Oslo is 4417."] * 40
+    train = {**TRAIN, "steps": 4, "loss_on": "answer"}
+    plain = pretrain(SPEC, train, tokenizer_dir, corpus, seed=1, out_dir=tmp_path / "a", threads=1, progress=False)
+    mixed = pretrain(SPEC, train, tokenizer_dir, corpus, seed=1, out_dir=tmp_path / "b", threads=1, progress=False,
+                     extra_documents=extra)
+    assert not plain.equals(mixed)
+    weights_a = load_file(tmp_path / "a" / "model.safetensors")
+    weights_b = load_file(tmp_path / "b" / "model.safetensors")
+    assert any(not torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    # the extra documents are scored on every token: with only them, loss_on=answer still trains
+    again = pretrain(SPEC, train, tokenizer_dir, corpus, seed=1, out_dir=tmp_path / "c", threads=1, progress=False,
+                     extra_documents=extra)
+    assert again.equals(mixed)

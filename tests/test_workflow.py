@@ -93,6 +93,17 @@ def test_adding_a_model_runs_only_its_jobs_and_aggregates(ci_study: tuple[Path, 
     assert jobs == expected
 
 
+def test_replicates_train_with_their_own_seed_and_rerun_nothing_else(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, _, config = ci_study
+    extended = yaml.safe_load(yaml.safe_dump(config))
+    extended["pretrain"]["replicates"] = {"models": ["llama"], "seeds": [99]}
+    configfile = write_config(workdir / "replicates.yaml", extended)
+    proc = snakemake(workdir, configfile, "-n", "-p", "results/models/llama-seed99")
+    assert planned_jobs(proc) == {("pretrain", "scratch_model=llama-seed99")}
+    assert "--seed 99 " in proc.stdout
+    assert planned_jobs(snakemake(workdir, configfile, "-n")) == set()
+
+
 def test_invalid_config_fails_before_any_job(tmp_path: Path) -> None:
     config = load_yaml(REPO / "configs" / "ci.yaml")
     config["models"]["llama"]["architecture"] = "transformerxl"

@@ -199,6 +199,16 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
             errors.append(f"config key '{section}.corpus': {corpus!r} is not a configured dataset")
         elif not has_train_split(config["datasets"][corpus]):
             errors.append(f"config key '{section}.corpus': dataset {corpus!r} has no train split")
+    if "pretrain" in config:
+        seeds = config["pretrain"]["replicates"]["seeds"]
+        for model in config["pretrain"]["replicates"]["models"]:
+            if config["models"].get(model, {}).get("source") != "scratch":
+                errors.append(f"config key 'pretrain.replicates.models': {model!r} is not a configured scratch model")
+        if config["seed"] in seeds:
+            errors.append(f"config key 'pretrain.replicates.seeds': {config['seed']} is the study seed (the model itself)")
+        for name in replicate_models(config):
+            if name in config["models"]:
+                errors.append(f"config key 'pretrain.replicates': replicate name {name!r} clashes with a configured model")
     if config["evaluation"]["num_fewshot"] > 0:
         for name in selected_datasets(config):
             if not has_train_split(config["datasets"][name]):
@@ -309,6 +319,16 @@ def scratch_models(config: Mapping[str, Any]) -> list[str]:
     return [m for m, spec in config["models"].items() if spec["source"] == "scratch"]
 
 
+def replicate_models(config: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
+    """Training-seed replicates ``{"llama-seed11": ("llama", 11), ...}`` from ``pretrain.replicates``."""
+    replicates = (config.get("pretrain") or {}).get("replicates") or {}
+    return {
+        f"{model}-seed{seed}": (model, int(seed))
+        for model in replicates.get("models", [])
+        for seed in replicates.get("seeds", [])
+    }
+
+
 def model_variants(config: Mapping[str, Any], names: Iterator[str] | list[str]) -> list[str]:
     """The given model names followed by their derived variants (SFT variants), in config order.
 
@@ -320,6 +340,7 @@ def model_variants(config: Mapping[str, Any], names: Iterator[str] | list[str]) 
 
 def model_architecture(config: Mapping[str, Any], name: str) -> str | None:
     """The architecture of a model name (scratch, replicate or derived variant); None for hub models."""
+    name = replicate_models(config).get(name, (name, None))[0]
     spec = config["models"].get(name)
     if spec is None:
         raise KeyError(f"unknown model {name!r}")

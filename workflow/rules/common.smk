@@ -8,6 +8,7 @@ from attnlab.config import (
     ConfigError,
     fewshot_seed,
     n_test_items,
+    replicate_models,
     scratch_models,
     selected_datasets,
     selected_models,
@@ -30,7 +31,8 @@ MODELS = selected_models(STUDY)
 DATASETS = selected_datasets(STUDY)
 VARIANTS = selected_variants(STUDY)
 NOISE_TYPES = list(STUDY["noise"]["types"])
-SCRATCH = scratch_models(STUDY)
+REPLICATES = replicate_models(STUDY)
+SCRATCH = scratch_models(STUDY) + list(REPLICATES)
 
 
 def _alternatives(names):
@@ -58,7 +60,21 @@ def threads_for(stage, default=1):
 
 
 def model_spec(model):
-    return STUDY["models"][model]
+    """The config entry of a model; a training-seed replicate has its base model's entry."""
+    return STUDY["models"][REPLICATES.get(model, (model,))[0]]
+
+
+def pretrain_seed(model):
+    return REPLICATES[model][1] if model in REPLICATES else STUDY["seed"]
+
+
+def pretrain_spec(wildcards):
+    """The shared train settings as JSON; replicate seeds are not part of them (adding one reruns nothing else)."""
+    return shell_quote({k: v for k, v in STUDY["pretrain"].items() if k != "replicates"})
+
+
+def extra_corpora(wildcards):
+    return [f"{RESULTS}/corpus/{name}.parquet" for name in STUDY["pretrain"]["extra_corpora"]]
 
 
 def model_location(model):

@@ -29,6 +29,7 @@ rule pretrain:
     input:
         tokenizer=f"{RESULTS}/tokenizer",
         corpus=lambda wc: f"{RESULTS}/data/{STUDY['pretrain']['corpus']}/train.parquet",
+        extra=extra_corpora,
     output:
         model=directory(f"{RESULTS}/models/{{scratch_model}}"),
         curve=f"{RESULTS}/training/{{scratch_model}}/loss.parquet",
@@ -40,8 +41,8 @@ rule pretrain:
         ),
     params:
         spec=lambda wc: shell_quote(model_spec(wc.scratch_model)),
-        train_spec=lambda wc: shell_quote(STUDY["pretrain"]),
-        seed=STUDY["seed"],
+        train_spec=pretrain_spec,
+        seed=lambda wc: pretrain_seed(wc.scratch_model),
     log:
         f"{LOGS}/pretrain/{{scratch_model}}.log",
     benchmark:
@@ -55,6 +56,6 @@ rule pretrain:
         ENV
     shell:
         "attnlab models pretrain --spec {params.spec} --train-spec {params.train_spec} "
-        "--tokenizer {input.tokenizer} --corpus {input.corpus} --seed {params.seed} "
+        "--tokenizer {input.tokenizer} --corpus {input.corpus} --extra-corpus {input.extra} --seed {params.seed} "
         "--threads {threads} --out {output.model} --curve {output.curve} --curve-plot {output.plot} "
         "> {log} 2>&1"

@@ -39,8 +39,9 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from attnlab.models.pretrain import pretrain, read_training_info
+    from attnlab.models.pretrain import extra_corpus_documents, pretrain, read_training_info
 
+    extra_documents = [doc for path in args.extra_corpus for doc in extra_corpus_documents(_read_corpus(path), path)]
     curve = pretrain(
         args.spec,
         args.train_spec,
@@ -52,6 +53,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         curve_path=args.curve,
         curve_plot_path=args.curve_plot,
         progress=not args.no_progress,
+        extra_documents=extra_documents,
     )
     info = read_training_info(args.out)
     val = curve[curve.split == "validation"].loss
@@ -89,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--train-spec", required=True, type=_json_arg, help="JSON train settings")
     pre.add_argument("--tokenizer", required=True, help="tokenizer folder")
     pre.add_argument("--corpus", required=True, help="Parquet with question/answer columns")
+    pre.add_argument("--extra-corpus", nargs="*", default=[], help="Parquet files with a 'text' column mixed into the corpus")
     pre.add_argument("--seed", required=True, type=int)
     pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     pre.add_argument("--out", required=True, help="output model folder (save_pretrained)")

@@ -68,6 +68,7 @@ REQUIRED_TRAIN_KEYS: tuple[str, ...] = (
 #: Optional train-spec keys and their defaults (``corpus`` is the study's dataset name, informational).
 OPTIONAL_TRAIN_DEFAULTS: dict[str, Any] = {
     "corpus": None,
+    "extra_corpora": [],
     "scheduler": "cosine",
     "group_by_length": False,
     "packing": False,
@@ -168,6 +169,25 @@ def corpus_documents(corpus: pd.DataFrame) -> list[str]:
         if len(bad):
             raise ValueError(f"pretraining corpus has empty {column!r} in row(s) {list(bad[:5])}")
     return [format_example(q, a) for q, a in zip(corpus["question"], corpus["answer"])]
+
+
+def extra_corpus_documents(frame: pd.DataFrame, source: str = "extra corpus") -> list[str]:
+    """Documents of an extra pretraining corpus: its ``text`` column, one document per row.
+
+    Extra corpora (needle episodes, knowledge-base statements, ...) are mixed
+    with the math documents so that one set of scratch models can be probed
+    by every analysis stage.
+
+    Raises:
+        ValueError: naming ``source`` and the rows, if the column is missing or a document is empty.
+    """
+    if "text" not in frame.columns:
+        raise ValueError(f"{source}: an extra corpus needs a 'text' column; it has {list(frame.columns)}")
+    texts = frame["text"]
+    bad = frame.index[texts.isna() | (texts.astype(str).str.strip() == "")]
+    if len(bad):
+        raise ValueError(f"{source}: empty 'text' in row(s) {list(bad[:5])}")
+    return [str(t) for t in texts]
 
 
 def tokenize_documents(
@@ -355,6 +375,7 @@ def pretrain(
     curve_path: str | os.PathLike[str] | None = None,
     curve_plot_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    extra_documents: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Train a scratch causal LM from random init and save it with its tokenizer.
 
@@ -377,6 +398,8 @@ def pretrain(
         curve_path / curve_plot_path: if given, the loss curve is written there
             as Parquet (deterministic bytes) / PNG.
         progress: show a tqdm progress bar.
+        extra_documents: further documents (:func:`extra_corpus_documents`) mixed into the
+            corpus; the loss covers all of their tokens (``loss_on`` concerns the math documents).
 
     Returns:
         The loss curve: one row per (step, split) with ``step, split
@@ -398,10 +421,13 @@ def pretrain(
     n_params = count_parameters(config)
 
     documents = corpus_documents(corpus)
-    sequences, truncated = tokenize_documents(documents, tokenizer, spec["max_length"])
+    sequences, truncated = tokenize_documents([*documents, *extra_documents], tokenizer, spec["max_length"])
     if truncated:
-        logger.warning("%d of %d documents exceed max_length=%d tokens and were cut", truncated, len(documents), spec["max_length"])
-    label_seqs = answer_only_labels(corpus, sequences, tokenizer) if spec["loss_on"] == "answer" else sequences
+        logger.warning("%d of %d documents exceed max_length=%d tokens and were cut", truncated, len(sequences), spec["max_length"])
+    if spec["loss_on"] == "answer":
+        label_seqs = answer_only_labels(corpus, sequences[: len(documents)], tokenizer) + sequences[len(documents) :]
+    else:
+        label_seqs = sequences
     train_rows, val_rows = split_validation(len(sequences), spec["validation_fraction"], seed)
     train_seqs, train_labels = [sequences[i] for i in train_rows], [label_seqs[i] for i in train_rows]
     val_seqs, val_labels = [sequences[i] for i in val_rows], [label_seqs[i] for i in val_rows]
