@@ -1,1 +1,110 @@
-# finetune stage (see README). Rules only; helper functions live in common.smk or src/attnlab.
+# SFT stage (issue 3): supervised fine-tuning of `sft.models` with every recipe in `sft.recipes`.
+# The variant `{model}+sft-{recipe}` is an ordinary model downstream (it is in MODELS), so
+# the evaluation, analysis and report rules handle it without special cases.
+# Helper functions live at the end of common.smk (`# --- sft ---`).
+
+
+localrules:
+    sft_tables,
+
+
+rule sft_data:
+    input:
+        unpack(sft_data_inputs),
+    output:
+        f"{RESULTS}/sft/{{recipe}}/train.parquet",
+    params:
+        spec=lambda wc: shell_quote(sft_data_spec(STUDY, wc.recipe)),
+    wildcard_constraints:
+        recipe=_alternatives(SFT_RECIPES),
+    log:
+        f"{LOGS}/sft_data/{{recipe}}.log",
+    benchmark:
+        f"{BENCH}/sft_data/{{recipe}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("data", "mem_mb", 2000),
+        runtime=rule_resource("data", "runtime", 30),
+    conda:
+        ENV
+    shell:
+        "attnlab sft data --train {input.train} --spec {params.spec} --out {output} > {log} 2>&1"
+
+
+rule sft:
+    input:
+        unpack(sft_inputs),
+    output:
+        model=directory(f"{RESULTS}/models/{{sft_base}}+sft-{{recipe}}"),
+        curve=f"{RESULTS}/training/{{sft_base}}+sft-{{recipe}}/loss.parquet",
+        plot=report(
+            f"{RESULTS}/training/{{sft_base}}+sft-{{recipe}}/loss.png",
+            caption="../report/sft_loss_curve.rst",
+            category="Fine-tuning",
+            labels={"model": "{sft_base}+sft-{recipe}"},
+        ),
+    params:
+        location=lambda wc: model_location(wc.sft_base),
+        base_spec=lambda wc: as_json(model_spec(wc.sft_base)),
+        spec=lambda wc: shell_quote(sft_recipe(STUDY, wc.recipe)),
+        device=STUDY["device"],
+        flags=sft_flags,
+    wildcard_constraints:
+        sft_base=_alternatives(SFT_BASES),
+        recipe=_alternatives(SFT_RECIPES),
+    log:
+        f"{LOGS}/sft/{{sft_base}}+sft-{{recipe}}.log",
+    benchmark:
+        f"{BENCH}/sft/{{sft_base}}+sft-{{recipe}}.tsv"
+    threads: threads_for("sft")
+    resources:
+        mem_mb=rule_resource("sft", "mem_mb", 4000),
+        runtime=rule_resource("sft", "runtime", 60),
+        gpu=rule_resource("sft", "gpu", 0),
+    conda:
+        ENV
+    shell:
+        "attnlab sft train --model {params.location} --data {input.data} --spec {params.spec} "
+        "--device {params.device} --threads {threads} {params.flags} --name {wildcards.sft_base}+sft-{wildcards.recipe} "
+        "--out {output.model} --curve {output.curve} --curve-plot {output.plot} > {log} 2>&1"
+
+
+rule sft_tables:
+    input:
+        sft_table_inputs,
+    output:
+        table=report(
+            f"{RESULTS}/tables/sft.parquet",
+            caption="../report/sft_table.rst",
+            category="Fine-tuning",
+        ),
+        markdown=f"{RESULTS}/tables/sft.md",
+        figure=report(
+            f"{RESULTS}/figures/sft.png",
+            caption="../report/sft_figure.rst",
+            category="Fine-tuning",
+        ),
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.table),
+    log:
+        f"{LOGS}/sft_tables/sft_tables.log",
+    benchmark:
+        f"{BENCH}/sft_tables/sft_tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("report", "mem_mb", 2000),
+        runtime=rule_resource("report", "runtime", 10),
+    conda:
+        ENV
+    shell:
+        "attnlab report sft --inputs {input} --out-dir {params.out_dir} --figure {output.figure} > {log} 2>&1"
+
+
+if SFT_VARIANTS:
+    STAGE_TARGETS.extend(
+        [
+            *(f"{RESULTS}/training/{m}/loss.png" for m in SFT_VARIANTS),
+            f"{RESULTS}/tables/sft.parquet",
+            f"{RESULTS}/figures/sft.png",
+        ]
+    )

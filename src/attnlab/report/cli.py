@@ -9,6 +9,11 @@
 (with the inputs and confidence level in the file metadata), ``.csv`` and
 ``.md``; ``figures`` reads ``accuracy.parquet`` and ``robustness.parquet`` from
 the tables folder and writes ``accuracy.png`` and ``robustness.png``.
+
+    attnlab report sft --inputs EVAL.parquet [...] --out-dir DIR [--figure sft.png]
+
+``sft`` writes ``sft.parquet/.csv/.md``: each fine-tuned model (``m+sft-r``) against
+its zero-shot base ``m`` on the same items (gain, Newcombe interval, exact McNemar).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import sys
 from pathlib import Path
 
 from attnlab.io import read_parquet
-from attnlab.report.figures import plot_accuracy, plot_robustness
-from attnlab.report.tables import METRIC_COLUMNS, accuracy_tables, write_tables
+from attnlab.report.figures import plot_accuracy, plot_robustness, plot_sft_gain
+from attnlab.report.tables import METRIC_COLUMNS, accuracy_tables, sft_gain_table, write_tables
 
 
 def _fail(command: str, error: Exception) -> int:
@@ -59,6 +64,24 @@ def run_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sft(args: argparse.Namespace) -> int:
+    """Handler of ``attnlab report sft``: the zero-shot vs SFT table (``sft.*``) and its figure."""
+    sources = [os.fspath(path) for path in args.inputs]
+    try:
+        frames = []
+        for source in sources:
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"{source}: evaluation file not found")
+            frames.append(read_parquet(source))
+        table = sft_gain_table(frames, sources=sources, confidence=args.confidence)
+        write_tables({"sft": table}, args.out_dir, metadata={"inputs": sources, "confidence": args.confidence})
+        if args.figure:
+            plot_sft_gain(table, args.figure, metric=args.metric)
+    except (ValueError, FileNotFoundError) as error:
+        return _fail("sft", error)
+    return 0
+
+
 def _confidence(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
@@ -69,7 +92,7 @@ def _confidence(text: str) -> float:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report tables`` and ``report figures`` to the top-level ``attnlab`` parser."""
     report = subparsers.add_parser("report", help="aggregate tables and figures from evaluation results")
-    commands = report.add_subparsers(dest="report_command", required=True, metavar="{tables,figures}")
+    commands = report.add_subparsers(dest="report_command", required=True, metavar="{tables,figures,sft}")
 
     tables = commands.add_parser(
         "tables", help="accuracy / robustness / mcnemar tables (.parquet, .csv, .md) from per-sample eval files"
@@ -88,3 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--metric", choices=list(METRIC_COLUMNS), default="strict", help="answer-matching metric to plot"
     )
     figures.set_defaults(func=run_figures)
+
+    sft = commands.add_parser("sft", help="zero-shot vs SFT gain table (sft.parquet/.csv/.md) and figure")
+    sft.add_argument("--inputs", nargs="+", required=True, metavar="PARQUET", help="per-sample evaluation files")
+    sft.add_argument("--out-dir", required=True, help="folder for sft.parquet, sft.csv, sft.md")
+    sft.add_argument("--figure", default=None, help="PNG of the gains (optional)")
+    sft.add_argument("--confidence", type=_confidence, default=0.95, help="two-sided level of every interval")
+    sft.add_argument("--metric", choices=list(METRIC_COLUMNS), default="strict", help="metric plotted in the figure")
+    sft.set_defaults(func=run_sft)

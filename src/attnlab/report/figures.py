@@ -31,6 +31,7 @@ from attnlab.report.tables import variant_sort_key
 # Okabe & Ito (2008) colour-blind-safe palette, black dropped.
 MODEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#999999")
 PANEL_WIDTH_IN, PANEL_HEIGHT_IN, DPI = 4.2, 3.6, 150
+SFT_MARK = "+sft-"  # attnlab.config.SFT_SEPARATOR (not imported: keeps this module free of the config code)
 
 
 def _model_colours(models: Sequence[str]) -> dict[str, str]:
@@ -87,6 +88,7 @@ def _grouped_bars(
             width=width,
             color=colours[model],
             label=model,
+            hatch=_hatch(model),
             yerr=np.clip(errors, 0.0, None),
             capsize=3,
             error_kw={"elinewidth": 1.0, "ecolor": "#333333"},
@@ -97,9 +99,14 @@ def _grouped_bars(
     return variants
 
 
+def _hatch(model: str) -> str | None:
+    """Fine-tuned variants (``model+sft-recipe``) are hatched, so zero-shot and SFT bars read apart."""
+    return "//" if SFT_MARK in model else None
+
+
 def _legend(figure: Figure, models: Sequence[str], colours: dict[str, str]) -> None:
     """One legend for all panels, below them (every model, even if absent from a panel)."""
-    handles = [Patch(facecolor=colours[model], label=model) for model in models]
+    handles = [Patch(facecolor=colours[model], label=model, hatch=_hatch(model)) for model in models]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 6), title="model")
 
 
@@ -191,5 +198,40 @@ def plot_robustness(robustness: pd.DataFrame, out_png: str | os.PathLike[str], m
             panel.set_ylim(lowest - margin, highest + margin)
         axes[0].set_ylabel(f"pass@1 noisy − clean ({metric})")
         figure.suptitle(f"Change of pass@1 under noise ({metric} match)\nerror bars: Newcombe paired interval")
+        _legend(figure, models, colours)
+        _save(figure, out_png)
+
+
+def plot_sft_gain(sft: pd.DataFrame, out_png: str | os.PathLike[str], metric: str = "strict") -> None:
+    """Grouped bars of the SFT gain (pass@1 of the fine-tuned model − its zero-shot base) with Newcombe intervals.
+
+    One panel per base dataset; x = variant (clean first); one bar per fine-tuned model; a line at zero.
+    An empty table (no SFT model) gives a figure that says so.
+
+    Args:
+        sft: the ``sft`` table of :func:`attnlab.report.tables.sft_gain_table`.
+        out_png: destination PNG (written atomically).
+        metric: which answer-matching metric to plot.
+    """
+    if sft.empty:
+        _placeholder(out_png, "pass@1 gain from fine-tuning", "no fine-tuned models were evaluated")
+        return
+    rows = _select_metric(sft, metric, "sft", ("gain", "gain_ci_low", "gain_ci_high"))
+    models = sorted(set(rows["model"]))
+    bases = sorted(set(rows["base"]))
+    colours = _model_colours(models)
+    lowest = float(min(rows["gain_ci_low"].min(), 0.0))
+    highest = float(max(rows["gain_ci_high"].max(), 0.0))
+    margin = 0.05 * max(highest - lowest, 0.1)
+    with matplotlib.style.context("default"):
+        figure, axes = _panels(len(bases))
+        for panel, base in zip(axes, bases):
+            _grouped_bars(panel, rows[rows["base"] == base], "gain", "gain_ci_low", "gain_ci_high", models, colours)
+            panel.axhline(0.0, color="black", linewidth=0.8)
+            panel.set_title(base)
+            panel.set_xlabel("variant")
+            panel.set_ylim(lowest - margin, highest + margin)
+        axes[0].set_ylabel(f"pass@1 SFT − zero-shot ({metric})")
+        figure.suptitle(f"Gain from supervised fine-tuning ({metric} match)\nerror bars: Newcombe paired interval")
         _legend(figure, models, colours)
         _save(figure, out_png)

@@ -427,3 +427,86 @@ def write_tables(
         write_text(md_path, f"# {name}\n\n" + (f"{caption}\n\n" if caption else "") + markdown_table(frame))
         written.extend([parquet_path, csv_path, md_path])
     return written
+
+
+# --- zero-shot vs SFT (issue 3) ------------------------------------------------
+
+SFT_TABLE_SCHEMA = pa.schema(
+    [
+        ("model", _STRING),  # the fine-tuned variant, e.g. "llama+sft-noisy"
+        ("base_model", _STRING),  # its zero-shot base, e.g. "llama"
+        ("recipe", _STRING),
+        ("base", _STRING),  # the dataset
+        ("variant", _STRING),
+        ("metric", _STRING),
+        ("n", _INT),  # paired items (ids scored for both)
+        ("n_base", _INT),
+        ("n_sft", _INT),
+        ("pass_at_1_base", _FLOAT),  # on the n paired items
+        ("pass_at_1_sft", _FLOAT),  # on the n paired items
+        ("gain", _FLOAT),  # pass_at_1_sft - pass_at_1_base
+        ("gain_ci_low", _FLOAT),
+        ("gain_ci_high", _FLOAT),
+        ("both_correct", _INT),
+        ("only_base", _INT),  # McNemar b: base correct, SFT wrong
+        ("only_sft", _INT),  # McNemar c: base wrong, SFT correct
+        ("neither_correct", _INT),
+        ("mcnemar_p", _FLOAT),
+    ]
+)
+TABLE_SCHEMAS["sft"] = SFT_TABLE_SCHEMA
+TABLE_CAPTIONS["sft"] = (
+    "Zero-shot base vs its SFT variant on the same items: gain = pass@1(SFT) - pass@1(base) with Newcombe (1998) "
+    "paired interval, discordant cells only_base (b) / only_sft (c), exact McNemar p."
+)
+
+
+def sft_gain_table(
+    eval_frames: Sequence[pd.DataFrame], sources: Sequence[str] | None = None, confidence: float = 0.95
+) -> pd.DataFrame:
+    """One row per SFT model × dataset × variant × metric: the gain over its zero-shot base.
+
+    An SFT model is any model named ``{base}+sft-{recipe}`` (:func:`attnlab.config.parse_sft_name`).
+    With x = the base's and y = the SFT model's correctness on the ids both scored::
+
+        gain = p_y - p_x = (only_sft - only_base) / n,   Newcombe (1998b) method-10 interval,
+        p    = exact McNemar on (only_base, only_sft)   (McNemar 1947).
+
+    Raises:
+        ValueError: as :func:`accuracy_tables`, or an SFT model whose base was not evaluated on the
+            same dataset variant, or the two share no item ids.
+    """
+    from attnlab.config import parse_sft_name
+
+    scores = _index_frames(eval_frames, sources)
+    rows = []
+    for (model, base, variant), sft in scores.items():
+        parsed = parse_sft_name(model)
+        if parsed is None:
+            continue
+        base_model, recipe = parsed
+        zero_shot = scores.get((base_model, base, variant))
+        if zero_shot is None:
+            raise ValueError(
+                f"SFT model {model!r} on base={base!r}, variant={variant!r}: its base model {base_model!r} "
+                "has no evaluation to compare against"
+            )
+        for metric in METRIC_COLUMNS:
+            base_correct, sft_correct = _paired(zero_shot, sft, metric)  # [n], [n]
+            if base_correct.size == 0:
+                raise ValueError(f"base={base!r}, variant={variant!r}: {base_model!r} and {model!r} share no item ids")
+            stats = _paired_comparison(base_correct, sft_correct, confidence, "base", "sft")
+            rows.append(
+                dict(
+                    model=model, base_model=base_model, recipe=recipe, base=base, variant=variant, metric=metric,
+                    n_base=len(zero_shot), n_sft=len(sft),
+                    pass_at_1_base=float(base_correct.mean()), pass_at_1_sft=float(sft_correct.mean()),
+                    gain=stats.pop("diff"), gain_ci_low=stats.pop("diff_ci_low"), gain_ci_high=stats.pop("diff_ci_high"),
+                    **stats,
+                )
+            )  # fmt: skip
+    columns = {}
+    for field in SFT_TABLE_SCHEMA:
+        dtype = "str" if field.type == _STRING else "int64" if field.type == _INT else "float64"
+        columns[field.name] = pd.Series([row[field.name] for row in rows], dtype=dtype)
+    return _sorted(pd.DataFrame(columns), ["model", "base", "variant", "metric"])
