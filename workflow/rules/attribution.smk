@@ -1,1 +1,88 @@
-# attribution stage (see README). Rules only; helper functions live in common.smk or src/attnlab.
+# attribution stage (HeadIG, issue 5 §2): which attention heads matter for the gold answer.
+# Rules only; helper functions live in common.smk (--- attribution ---) or src/attnlab/attribution.
+#
+# One job per (model, base) computes every configured method (the model is loaded once; start-up dominates
+# for small models). Its params hold exactly the keys that decide its files (attnlab.config.attribution_job_spec),
+# so e.g. a new objective.mask_probs reruns only masked-diffusion models.
+
+from attnlab.config import attribution_enabled as _attribution_enabled
+from attnlab.config import attribution_models as _attribution_models
+from attnlab.config import as_name_list
+
+ATTRIBUTION_MODELS = _attribution_models(STUDY)
+ATTRIBUTION_METHODS = list(STUDY["attribution"]["methods"]) if _attribution_enabled(STUDY) else []
+
+
+localrules:
+    attribution_report,
+
+
+rule attribution:
+    input:
+        unpack(attribution_inputs),
+    output:
+        scores=expand(f"{RESULTS}/attribution/{{{{model}}}}/{{{{base}}}}/{{method}}.parquet", method=ATTRIBUTION_METHODS),
+        per_item=expand(f"{RESULTS}/attribution/{{{{model}}}}/{{{{base}}}}/{{method}}_items.parquet", method=ATTRIBUTION_METHODS),
+    params:
+        location=lambda wc: model_location(wc.model),
+        spec=attribution_spec,
+        variants=" ".join(as_name_list(STUDY["attribution"]["variants"])) if ATTRIBUTION_METHODS else "",
+        out_dir=lambda wc, output: os.path.dirname(output.scores[0]),
+        device=STUDY["device"],
+        flags=attribution_flags,
+    log:
+        f"{LOGS}/attribution/{{model}}/{{base}}.log",
+    benchmark:
+        f"{BENCH}/attribution/{{model}}/{{base}}.tsv"
+    threads: threads_for("attribution")
+    resources:
+        mem_mb=rule_resource("attribution", "mem_mb", 4000),
+        runtime=rule_resource("attribution", "runtime", 30),
+        gpu=rule_resource("attribution", "gpu", 0),
+    conda:
+        ENV
+    shell:
+        "attnlab attribution score --model {params.location} --data {input.data} --variants {params.variants} "
+        "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
+        "--threads {threads} {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule attribution_report:
+    input:
+        attribution_score_files(),
+    output:
+        table=report(
+            f"{RESULTS}/tables/attribution_correlations.parquet",
+            caption="../report/attribution_correlations.rst",
+            category="Head attribution",
+        ),
+        markdown=f"{RESULTS}/tables/attribution_correlations.md",
+        heatmaps=report(
+            expand(
+                f"{RESULTS}/figures/attribution/{{model}}_{{base}}_{{method}}.png",
+                model=ATTRIBUTION_MODELS,
+                base=DATASETS,
+                method=ATTRIBUTION_METHODS,
+            ),
+            caption="../report/attribution_heatmap.rst",
+            category="Head attribution",
+        ),
+    params:
+        figures_dir=lambda wc, output: os.path.dirname(output.heatmaps[0]),
+    log:
+        f"{LOGS}/attribution_report/attribution_report.log",
+    benchmark:
+        f"{BENCH}/attribution_report/attribution_report.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("report", "mem_mb", 2000),
+        runtime=rule_resource("report", "runtime", 10),
+    conda:
+        ENV
+    shell:
+        "attnlab attribution report --inputs {input} --out {output.table} --markdown {output.markdown} "
+        "--figures-dir {params.figures_dir} > {log} 2>&1"
+
+
+if ATTRIBUTION_MODELS and ATTRIBUTION_METHODS:
+    STAGE_TARGETS.append(f"{RESULTS}/tables/attribution_correlations.parquet")

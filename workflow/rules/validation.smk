@@ -1,1 +1,166 @@
-# validation stage (see README). Rules only; helper functions live in common.smk or src/attnlab.
+# validation stage (issue 5 §3): are the head scores causal? Head pruning and adaptive sparse attention.
+# Rules only; helper functions live in common.smk (--- validation ---) or src/attnlab/validation.
+#
+# Both jobs of a (model, base) read the attribution score file, so changing HeadIG settings reruns them;
+# a pruning setting reruns only the pruning jobs, a sparse setting only the sparse jobs (job specs from
+# attnlab.validation.settings.validation_job_spec).
+
+from attnlab.validation.settings import validation_models as _validation_models
+
+VALIDATION_MODELS = _validation_models(STUDY)
+
+
+localrules:
+    validation_tables,
+    validation_figures,
+
+
+rule validation_pruning:
+    input:
+        unpack(validation_inputs),
+    output:
+        f"{RESULTS}/validation/{{model}}/{{base}}/pruning.parquet",
+    params:
+        location=lambda wc: model_location(wc.model),
+        spec=validation_spec("pruning"),
+        device=STUDY["device"],
+        flags=validation_flags,
+    log:
+        f"{LOGS}/validation/{{model}}/{{base}}/pruning.log",
+    benchmark:
+        f"{BENCH}/validation/{{model}}/{{base}}/pruning.tsv"
+    threads: threads_for("validation")
+    resources:
+        mem_mb=rule_resource("validation", "mem_mb", 4000),
+        runtime=rule_resource("validation", "runtime", 30),
+        gpu=rule_resource("validation", "gpu", 0),
+    conda:
+        ENV
+    shell:
+        "attnlab validation pruning --model {params.location} --data {input.data} --scores {input.scores} "
+        "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
+        "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+
+
+rule validation_sparse:
+    input:
+        unpack(validation_inputs),
+    output:
+        f"{RESULTS}/validation/{{model}}/{{base}}/sparse.parquet",
+    params:
+        location=lambda wc: model_location(wc.model),
+        spec=validation_spec("sparse"),
+        device=STUDY["device"],
+        flags=validation_flags,
+    log:
+        f"{LOGS}/validation/{{model}}/{{base}}/sparse.log",
+    benchmark:
+        f"{BENCH}/validation/{{model}}/{{base}}/sparse.tsv"
+    threads: threads_for("validation")
+    resources:
+        mem_mb=rule_resource("validation", "mem_mb", 4000),
+        runtime=rule_resource("validation", "runtime", 30),
+        gpu=rule_resource("validation", "gpu", 0),
+    conda:
+        ENV
+    shell:
+        "attnlab validation sparse --model {params.location} --data {input.data} --scores {input.scores} "
+        "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
+        "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+
+
+rule validation_tables:
+    input:
+        pruning=expand(f"{RESULTS}/validation/{{model}}/{{base}}/pruning.parquet", model=VALIDATION_MODELS, base=DATASETS),
+        sparse=expand(f"{RESULTS}/validation/{{model}}/{{base}}/sparse.parquet", model=VALIDATION_MODELS, base=DATASETS),
+    output:
+        pruning=report(
+            f"{RESULTS}/tables/pruning.parquet",
+            caption="../report/validation_pruning_table.rst",
+            category="Head attribution",
+            subcategory="Causal validation",
+        ),
+        pruning_md=report(
+            f"{RESULTS}/tables/pruning.md",
+            caption="../report/validation_pruning_table.rst",
+            category="Head attribution",
+            subcategory="Causal validation",
+        ),
+        pruning_csv=f"{RESULTS}/tables/pruning.csv",
+        sparse=report(
+            f"{RESULTS}/tables/sparse_attention.parquet",
+            caption="../report/validation_sparse_table.rst",
+            category="Head attribution",
+            subcategory="Causal validation",
+        ),
+        sparse_md=report(
+            f"{RESULTS}/tables/sparse_attention.md",
+            caption="../report/validation_sparse_table.rst",
+            category="Head attribution",
+            subcategory="Causal validation",
+        ),
+        sparse_csv=f"{RESULTS}/tables/sparse_attention.csv",
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.pruning),
+    log:
+        f"{LOGS}/validation_tables/validation_tables.log",
+    benchmark:
+        f"{BENCH}/validation_tables/validation_tables.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("report", "mem_mb", 2000),
+        runtime=rule_resource("report", "runtime", 10),
+    conda:
+        ENV
+    shell:
+        "attnlab validation tables --pruning {input.pruning} --sparse {input.sparse} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule validation_figures:
+    input:
+        pruning=f"{RESULTS}/tables/pruning.parquet",
+        sparse=f"{RESULTS}/tables/sparse_attention.parquet",
+    output:
+        pruning=report(
+            expand(f"{RESULTS}/figures/validation/{{model}}_{{base}}_pruning.png", model=VALIDATION_MODELS, base=DATASETS),
+            caption="../report/validation_pruning_figure.rst",
+            category="Head attribution",
+            subcategory="Causal validation",
+        ),
+        sparse=report(
+            expand(f"{RESULTS}/figures/validation/{{model}}_{{base}}_sparse.png", model=VALIDATION_MODELS, base=DATASETS),
+            caption="../report/validation_sparse_figure.rst",
+            category="Head attribution",
+            subcategory="Causal validation",
+        ),
+    params:
+        tables=lambda wc, input: os.path.dirname(input.pruning),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+    log:
+        f"{LOGS}/validation_figures/validation_figures.log",
+    benchmark:
+        f"{BENCH}/validation_figures/validation_figures.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("report", "mem_mb", 2000),
+        runtime=rule_resource("report", "runtime", 10),
+    conda:
+        ENV
+    shell:
+        "attnlab validation figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+if VALIDATION_MODELS:
+    STAGE_TARGETS.extend(
+        [
+            f"{RESULTS}/tables/pruning.parquet",
+            f"{RESULTS}/tables/sparse_attention.parquet",
+            *expand(
+                f"{RESULTS}/figures/validation/{{model}}_{{base}}_{{kind}}.png",
+                model=VALIDATION_MODELS,
+                base=DATASETS,
+                kind=["pruning", "sparse"],
+            ),
+        ]
+    )

@@ -1,0 +1,131 @@
+"""Config helpers of the validation stage: which models, the job specs, semantic checks (pure; no torch).
+
+Used by the Snakefile (``workflow/rules/validation.smk``) and by :func:`attnlab.config.validate_config`.
+A job spec holds exactly the settings that decide one output file, so Snakemake reruns a pruning job when a
+pruning setting changes and not when only a sparse-attention budget does (and vice versa); attribution
+settings reach the validation jobs through their input (the scores file) and the objective settings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+__all__ = [
+    "validation_enabled",
+    "validation_errors",
+    "validation_eval_spec",
+    "validation_job_spec",
+    "validation_models",
+    "validation_objective",
+]
+
+
+def validation_enabled(config: Mapping[str, Any]) -> bool:
+    """The stage runs when the config has a ``validation`` section."""
+    return config.get("validation") is not None
+
+
+def validation_models(config: Mapping[str, Any]) -> list[str]:
+    """The validated models: ``validation.models`` (plus SFT variants) or every attributed model when null."""
+    from attnlab.config import as_name_list, attribution_enabled, attribution_models, model_variants, selected_models
+
+    if not validation_enabled(config) or not attribution_enabled(config):
+        return []
+    attributed = attribution_models(config)
+    chosen = config["validation"].get("models")
+    if chosen is None:
+        return attributed
+    names = set(as_name_list(chosen))
+    models = model_variants(config, [m for m in selected_models(config) if m in names])
+    return [m for m in models if m in attributed]
+
+
+def validation_errors(config: Mapping[str, Any]) -> list[str]:
+    """What the schema cannot check: the stage needs attribution, named models exist and are attributed, the
+    score method is computed, the variant exists, every budget is at least ``min_ratio``."""
+    from attnlab.config import CLEAN, as_name_list, attribution_enabled, attribution_models
+
+    if not validation_enabled(config):
+        return []
+    section = config["validation"]
+    if not attribution_enabled(config):
+        return ["config key 'validation': needs the 'attribution' section (validation reads its head scores)"]
+    errors: list[str] = []
+    attributed = set(attribution_models(config))
+    for name in as_name_list(section.get("models")):
+        if name not in config["models"]:
+            errors.append(f"config key 'validation.models': {name!r} is not a configured model")
+        elif name not in attributed:
+            errors.append(f"config key 'validation.models': {name!r} is not attributed (see attribution.models)")
+    methods = list(config["attribution"].get("methods", []))
+    if section["scores"] not in methods:
+        errors.append(f"config key 'validation.scores': {section['scores']!r} is not in attribution.methods {methods}")
+    variants = [CLEAN, *config["noise"]["types"]]
+    if section["variant"] not in variants:
+        errors.append(f"config key 'validation.variant': {section['variant']!r} is not one of {variants}")
+    floor = section["sparse"]["min_ratio"]
+    for i, budget in enumerate(section["sparse"]["budgets"]):
+        if budget < floor:
+            errors.append(f"config key 'validation.sparse.budgets.{i}': {budget} is below min_ratio {floor}")
+    return errors
+
+
+def _scaled_diffusion(settings: dict[str, Any], answer_length: int) -> dict[str, Any]:
+    """The model's unmasking settings at a new ``answer_length``: the same block length when it divides the new
+    length (else one block), and the same steps per token, as a multiple of the number of blocks."""
+    block = int(settings["block_length"])
+    if answer_length % block:
+        block = answer_length
+    blocks = answer_length // block
+    per_token = int(settings["steps"]) / int(settings["answer_length"])
+    steps = max(blocks, int(math.ceil(per_token * answer_length / blocks)) * blocks)
+    return {**settings, "answer_length": answer_length, "block_length": block, "steps": min(steps, answer_length)}
+
+
+def validation_eval_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The evaluate stage's spec with the validation stage's ``max_new_tokens`` and ``batch_size``."""
+    from attnlab.config import diffusion_settings, fewshot_seed, model_entry
+
+    section = config["validation"]
+    spec: dict[str, Any] = {
+        **config["evaluation"],
+        "fewshot_seed": fewshot_seed(config),
+        "max_new_tokens": int(section["max_new_tokens"]),
+        "batch_size": int(section["batch_size"]),
+    }
+    diffusion = diffusion_settings(config, model_entry(config, model))
+    if diffusion is not None:
+        spec["diffusion"] = _scaled_diffusion(diffusion, int(section["max_new_tokens"]))
+    return spec
+
+
+def validation_objective(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The HeadIG objective settings (``attribution.objective``) and seed, as the attribution jobs use them:
+    the mask settings only for masked-diffusion (or hub) models, so changing them does not rerun the others."""
+    from attnlab.config import model_architecture
+
+    attribution = config["attribution"]
+    objective = dict(attribution["objective"])
+    if model_architecture(config, model) not in (None, "mdlm"):
+        objective.pop("mask_probs", None)
+        objective.pop("mask_samples_per_prob", None)
+    return {"objective": objective, "objective_seed": int(attribution.get("seed", config["seed"]))}
+
+
+def validation_job_spec(config: Mapping[str, Any], model: str, kind: str) -> dict[str, Any]:
+    """The ``--spec`` of one ``attnlab validation {pruning,sparse}`` job (see :mod:`attnlab.validation.cli`)."""
+    section = config["validation"]
+    spec: dict[str, Any] = {
+        "eval": validation_eval_spec(config, model),
+        **validation_objective(config, model),
+        "pass_items": int(section["pass_items"]),
+        "loss_items": int(section["loss_items"]),
+    }
+    if kind == "pruning":
+        spec.update({key: section["pruning"][key] for key in ("fractions", "scope", "random_seeds")})
+    elif kind == "sparse":
+        spec.update({key: section["sparse"][key] for key in ("budgets", "min_ratio", "scope")})
+    else:
+        raise ValueError(f"unknown validation job kind {kind!r}")
+    return spec
