@@ -1,1 +1,178 @@
-# perturbation stage (see README). Rules only; helper functions live in common.smk or src/attnlab.
+# Perturbation stage (issue 6): neuron perturbation on factual relations and layer-wise Jacobians
+# (docs/perturbation.md). The facts corpus rule runs whenever pretrain.extra_corpora lists facts.
+
+
+localrules:
+    corpus_facts,
+    perturbation_tables,
+    perturbation_figures,
+
+
+rule corpus_facts:
+    output:
+        f"{RESULTS}/corpus/facts.parquet",
+    params:
+        relations=lambda wc: facts_corpus_spec()["relations"],
+        repeats=lambda wc: facts_corpus_spec()["repeats"],
+        seed=STUDY["seed"],
+    log:
+        f"{LOGS}/corpus/facts.log",
+    benchmark:
+        f"{BENCH}/corpus/facts.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("perturbation", "mem_mb", 2000),
+        runtime=rule_resource("perturbation", "runtime", 10),
+    conda:
+        ENV
+    shell:
+        "attnlab perturbation corpus --relations {params.relations} --repeats {params.repeats} "
+        "--seed {params.seed} --out {output} > {log} 2>&1"
+
+
+if PERTURBATION_MODELS:
+
+    STAGE_TARGETS.extend(
+        [
+            f"{RESULTS}/tables/perturbation.parquet",
+            f"{RESULTS}/tables/jacobian.parquet",
+            f"{RESULTS}/figures/perturbation/relations.png",
+            f"{RESULTS}/figures/perturbation/layers.png",
+            f"{RESULTS}/figures/perturbation/jacobian.png",
+        ]
+    )
+
+    rule perturbation:
+        input:
+            unpack(model_inputs),
+        output:
+            f"{RESULTS}/perturbation/{{model}}.parquet",
+        params:
+            location=lambda wc: model_location(wc.model),
+            model_spec=lambda wc: as_json(model_spec(wc.model)),
+            relations=lambda wc: perturbation_relations(wc.model),
+            spec=perturbation_spec,
+            seed=STUDY["seed"],
+            device=STUDY["device"],
+            flags=perturbation_flags,
+        log:
+            f"{LOGS}/perturbation/{{model}}.log",
+        benchmark:
+            f"{BENCH}/perturbation/{{model}}.tsv"
+        threads: threads_for("perturbation")
+        resources:
+            mem_mb=rule_resource("perturbation", "mem_mb", 4000),
+            runtime=rule_resource("perturbation", "runtime", 30),
+            gpu=rule_resource("perturbation", "gpu", 0),
+        conda:
+            ENV
+        shell:
+            "attnlab perturbation run --model {params.location} --model-name {wildcards.model} "
+            "--relations {params.relations} --spec {params.spec} --seed {params.seed} --device {params.device} "
+            "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+
+    rule jacobian:
+        input:
+            unpack(model_inputs),
+        output:
+            f"{RESULTS}/jacobian/{{model}}.parquet",
+        params:
+            location=lambda wc: model_location(wc.model),
+            model_spec=lambda wc: as_json(model_spec(wc.model)),
+            relations=lambda wc: perturbation_relations(wc.model),
+            spec=jacobian_spec,
+            seed=STUDY["seed"],
+            device=STUDY["device"],
+            flags=perturbation_flags,
+        log:
+            f"{LOGS}/jacobian/{{model}}.log",
+        benchmark:
+            f"{BENCH}/jacobian/{{model}}.tsv"
+        threads: threads_for("jacobian")
+        resources:
+            mem_mb=rule_resource("jacobian", "mem_mb", 4000),
+            runtime=rule_resource("jacobian", "runtime", 30),
+            gpu=rule_resource("jacobian", "gpu", 0),
+        conda:
+            ENV
+        shell:
+            "attnlab perturbation jacobian --model {params.location} --model-name {wildcards.model} "
+            "--relations {params.relations} --spec {params.spec} --seed {params.seed} --device {params.device} "
+            "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+
+    rule perturbation_tables:
+        input:
+            perturbation=expand(f"{RESULTS}/perturbation/{{model}}.parquet", model=PERTURBATION_MODELS),
+            jacobian=expand(f"{RESULTS}/jacobian/{{model}}.parquet", model=PERTURBATION_MODELS),
+        output:
+            table=report(
+                f"{RESULTS}/tables/perturbation.parquet",
+                caption="../report/perturbation_table.rst",
+                category="Perturbation sensitivity",
+            ),
+            summary=f"{RESULTS}/tables/perturbation_summary.parquet",
+            markdown=report(
+                f"{RESULTS}/tables/perturbation.md",
+                caption="../report/perturbation_markdown.rst",
+                category="Perturbation sensitivity",
+            ),
+            jacobian=report(
+                f"{RESULTS}/tables/jacobian.parquet",
+                caption="../report/perturbation_jacobian_table.rst",
+                category="Perturbation sensitivity",
+            ),
+            jacobian_markdown=f"{RESULTS}/tables/jacobian.md",
+        params:
+            confidence=PERTURBATION["confidence"],
+            seed=STUDY["seed"],
+            out_dir=lambda wc, output: os.path.dirname(output.table),
+        log:
+            f"{LOGS}/perturbation/tables.log",
+        benchmark:
+            f"{BENCH}/perturbation/tables.tsv"
+        threads: 1
+        resources:
+            mem_mb=rule_resource("report", "mem_mb", 2000),
+            runtime=rule_resource("report", "runtime", 10),
+        conda:
+            ENV
+        shell:
+            "attnlab perturbation tables --perturbation {input.perturbation} --jacobian {input.jacobian} "
+            "--confidence {params.confidence} --seed {params.seed} --out-dir {params.out_dir} > {log} 2>&1"
+
+    rule perturbation_figures:
+        input:
+            table=f"{RESULTS}/tables/perturbation.parquet",
+            summary=f"{RESULTS}/tables/perturbation_summary.parquet",
+            jacobian=f"{RESULTS}/tables/jacobian.parquet",
+        output:
+            relations=report(
+                f"{RESULTS}/figures/perturbation/relations.png",
+                caption="../report/perturbation_relations.rst",
+                category="Perturbation sensitivity",
+            ),
+            layers=report(
+                f"{RESULTS}/figures/perturbation/layers.png",
+                caption="../report/perturbation_layers.rst",
+                category="Perturbation sensitivity",
+            ),
+            jacobian=report(
+                f"{RESULTS}/figures/perturbation/jacobian.png",
+                caption="../report/perturbation_jacobian.rst",
+                category="Perturbation sensitivity",
+            ),
+        params:
+            tables=lambda wc, input: os.path.dirname(input.table),
+            out_dir=lambda wc, output: os.path.dirname(output.relations),
+        log:
+            f"{LOGS}/perturbation/figures.log",
+        benchmark:
+            f"{BENCH}/perturbation/figures.tsv"
+        threads: 1
+        resources:
+            mem_mb=rule_resource("report", "mem_mb", 2000),
+            runtime=rule_resource("report", "runtime", 10),
+        conda:
+            ENV
+        shell:
+            "attnlab perturbation figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
