@@ -1,1 +1,70 @@
-# prefetch stage (see README). Rules only; helper functions live in common.smk or src/attnlab.
+# Prefetch stage: download hub models and hub datasets on the login node (local rules),
+# so that every other job runs offline (HF_HUB_OFFLINE=1, see the end of common.smk).
+#
+#   snakemake prefetch --configfile configs/paper.yaml        # on the login node, with network
+#   snakemake --profile workflow/profiles/slurm --configfile configs/paper.yaml
+#
+# Hub-using jobs depend on the markers, so a plain `snakemake` runs these first anyway.
+
+# The download rules switch the offline flags back off for their one command (`env ... attnlab prefetch`).
+
+
+localrules:
+    prefetch,
+    prefetch_model,
+    prefetch_dataset,
+
+
+rule prefetch:
+    input:
+        prefetch_targets(),
+
+
+rule prefetch_model:
+    output:
+        f"{RESULTS}/prefetch/models/{{model}}.json",
+    params:
+        repo_id=lambda wc: model_spec(wc.model)["id"],
+        revision=lambda wc: model_spec(wc.model)["revision"],
+        cache=lambda wc: shell_quote(hf_cache_root()),
+    log:
+        f"{LOGS}/prefetch/models/{{model}}.log",
+    benchmark:
+        f"{BENCH}/prefetch/models/{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("prefetch", "mem_mb", 2000),
+        runtime=rule_resource("prefetch", "runtime", 120),
+    conda:
+        ENV
+    shell:
+        "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
+        "attnlab prefetch --model {params.repo_id} --revision {params.revision} "
+        "--name {wildcards.model} --marker {output} > {log} 2>&1"
+
+
+rule prefetch_dataset:
+    output:
+        f"{RESULTS}/prefetch/datasets/{{base}}.json",
+    params:
+        hub_id=lambda wc: STUDY["datasets"][wc.base]["hub_id"],
+        flags=lambda wc: " ".join(
+            f"--{flag} {STUDY['datasets'][wc.base][key]}"
+            for key, flag in (("hub_config", "dataset-config"), ("revision", "revision"))
+            if STUDY["datasets"][wc.base].get(key) is not None
+        ),
+        cache=lambda wc: shell_quote(hf_cache_root()),
+    log:
+        f"{LOGS}/prefetch/datasets/{{base}}.log",
+    benchmark:
+        f"{BENCH}/prefetch/datasets/{{base}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("prefetch", "mem_mb", 2000),
+        runtime=rule_resource("prefetch", "runtime", 120),
+    conda:
+        ENV
+    shell:
+        "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
+        "attnlab prefetch --dataset {params.hub_id} {params.flags} "
+        "--name {wildcards.base} --marker {output} > {log} 2>&1"
