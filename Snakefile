@@ -24,7 +24,7 @@ include: "workflow/rules/common.smk"
 
 
 wildcard_constraints:
-    model=_alternatives(STUDY["models"]),
+    model=_alternatives(model_variants(STUDY, [*STUDY["models"], *REPLICATES])),
     scratch_model=_alternatives(SCRATCH),
     base=_alternatives(STUDY["datasets"]),
     variant=_alternatives(["clean", *NOISE_TYPES]),

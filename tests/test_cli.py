@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_config_check_prints_selections(capsys) -> None:
     assert main(["config", "check", str(REPO / "config.yaml"), "--base-dir", str(REPO)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["models"] == ["llama", "diffllama"]
+    assert summary["models"] == ["llama", "diffllama", "mdlm", "gpt2", "mamba2"]
     assert summary["variants"] == ["clean", "inf", "rcs", "sd"]
 
 

@@ -104,10 +104,13 @@ def test_selection_must_name_configured_entries(default_config: dict) -> None:
     assert "select_models" in message and "gpt5" in message
 
 
-def test_unavailable_stage_cannot_be_switched_on(default_config: dict) -> None:
-    config = copy.deepcopy(default_config)
-    config["skip_attention"] = False
-    assert "skip_attention" in _rejected(config)
+def test_skip_sft_removes_the_fine_tuned_variants(default_config: dict) -> None:
+    from attnlab.config import model_variants
+
+    config = validate_config(default_config, base_dir=REPO)
+    names = selected_models(config)
+    assert "llama+sft-noisy" in model_variants(config, names)
+    assert model_variants({**config, "skip_sft": True}, names) == names
 
 
 def test_diffllama_needs_even_heads(default_config: dict) -> None:
@@ -123,7 +126,7 @@ def test_presets_and_selections(default_config: dict) -> None:
         assert n_test_items({**config, "preset": preset}) == expected
     assert n_test_items({**config, "preset": "quick", "max_samples": 7}) == 7
     assert selected_models({**config, "select_models": "diffllama"}) == ["diffllama"]
-    assert selected_models(config) == ["llama", "diffllama"]
+    assert selected_models(config) == ["llama", "diffllama", "mdlm", "gpt2", "mamba2"]
     assert selected_variants(config) == ["clean", "inf", "rcs", "sd"]
     assert selected_variants({**config, "select_variants": ["sd", "clean"]}) == ["clean", "sd"]
 

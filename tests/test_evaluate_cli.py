@@ -91,7 +91,7 @@ def test_cli_writes_schema_metadata_and_is_byte_deterministic(workspace: Path) -
     assert (table["model"] == "tiny-diffllama").all()
     assert (table["n_generated_tokens"].between(1, 12)).all()
     metadata = read_metadata(a)
-    assert metadata["eval_spec"] == {**SPEC, "stop_sequences": ["Question:", "\n\n"], "add_special_tokens": True}
+    assert metadata["eval_spec"] == {**SPEC, "stop_sequences": ["Question:", "\n\n"], "add_special_tokens": True, "diffusion": None}
     assert metadata["model"] == "tiny-diffllama" and metadata["variant"] == "clean" and metadata["base"] == "toy"
     assert metadata["dtype"] == "float32"
     train_table = read_parquet(workspace / "train.parquet")

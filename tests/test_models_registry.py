@@ -23,6 +23,7 @@ CLASS_NAMES = {
     "gpt2": "GPT2LMHeadModel",
     "mamba": "MambaForCausalLM",
     "mamba2": "Mamba2ForCausalLM",
+    "mdlm": "MDLMForMaskedDiffusion",
 }
 
 

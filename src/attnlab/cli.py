@@ -58,6 +58,15 @@ STAGE_MODULES = {
     "models": "attnlab.models.cli",
     "evaluate": "attnlab.evaluate.cli",
     "report": "attnlab.report.cli",
+    "sft": "attnlab.sft.cli",
+    "attention": "attnlab.attention.cli",
+    "validation": "attnlab.validation.cli",
+    "attribution": "attnlab.attribution.cli",
+    "needle": "attnlab.needle.cli",
+    "perturbation": "attnlab.perturbation.cli",
+    "prefetch": "attnlab.tools.prefetch",
+    "doctor": "attnlab.tools.doctor",
+    "generate": "attnlab.tools.generate",
 }
 
 
@@ -68,6 +77,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnlab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--plugin", action="append", default=[], metavar="MODULE",
+        help="import MODULE first (it may register datasets / noise types); repeatable; also $ATTNLAB_PLUGINS",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _register_config(subparsers)
     for name, module in STAGE_MODULES.items():
@@ -78,13 +91,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = next((a for i, a in enumerate(argv) if not a.startswith("-") and argv[i - 1 : i] != ["--plugin"]), None)
     parser = build_parser(command if command in STAGE_MODULES else None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from attnlab.tools.plugins import PluginError, import_plugins, plugins_from_env
+
+    try:
+        import_plugins(plugins_from_env())
+        import_plugins(args.plugin, where="--plugin")
+    except PluginError as err:
+        print(f"attnlab: error: {err}", file=sys.stderr)
+        return 2
     return int(args.func(args) or 0)
 
 

@@ -27,7 +27,7 @@ SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 PRESET_SAMPLES: dict[str, int | None] = {"quick": 20, "standard": 200, "full": None}
 
 #: stages that exist in this release; the others are rejected when switched on
-IMPLEMENTED_STAGES: frozenset[str] = frozenset()
+IMPLEMENTED_STAGES: frozenset[str] = frozenset({"sft", "attention"})
 STAGE_FLAGS = {"skip_sft": "sft", "skip_attention": "attention"}
 
 CLEAN = "clean"
@@ -153,7 +153,16 @@ def as_name_list(value: Any) -> list[str]:
 
 
 def import_plugins(config: Mapping[str, Any]) -> None:
-    """Import the config's plugin modules (they register datasets and noise types)."""
+    """Import the config's plugin modules (they register datasets and noise types).
+
+    The working directory is put on ``sys.path`` first (as ``python -m`` does), so a plugin may be a
+    ``.py`` file in the study's folder; every job imports the same modules (attnlab.tools.plugins).
+    """
+    import os
+    import sys
+
+    if config.get("plugins") and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for module in config.get("plugins", []) or []:
         try:
             importlib.import_module(module)
@@ -219,10 +228,13 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     for flag, stage in STAGE_FLAGS.items():
         if not config.get(flag, True) and stage not in IMPLEMENTED_STAGES:
             errors.append(f"config key '{flag}': the {stage} stage is not available in this release; keep it true")
-    for stage_errors in (_sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors):
+    for stage_errors in (
+        _sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors, _mdlm_errors,
+        _validation_errors,
+    ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
-        if spec["source"] == "scratch" and spec["architecture"] in ("llama", "diffllama", "gpt2"):
+        if spec["source"] == "scratch" and spec["architecture"] in ("llama", "diffllama", "gpt2", "mdlm"):
             if "num_heads" not in spec:
                 errors.append(f"config key 'models.{name}.num_heads': required for architecture {spec['architecture']}")
             elif spec["hidden_size"] % spec["num_heads"]:
@@ -236,23 +248,396 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
 
 
 def _sft_errors(config: Mapping[str, Any]) -> list[str]:
-    return []
+    """SFT (issue 3): models, recipes, datasets and noise types named by the ``sft`` section exist."""
+    if config.get("skip_sft", True):
+        return []
+    from attnlab.data.registry import available_noise_types
+
+    errors: list[str] = []
+    sft = config.get("sft", {})
+    if not sft.get("models"):
+        errors.append("config key 'sft.models': list the models to fine-tune (skip_sft is false)")
+    if not sft.get("recipes"):
+        errors.append("config key 'sft.recipes': define at least one recipe (skip_sft is false)")
+    known = {*config["models"], *replicate_models(config)}
+    for i, model in enumerate(sft.get("models", [])):
+        if model not in known:
+            errors.append(f"config key 'sft.models.{i}': {model!r} is not a configured model ({sorted(known)})")
+        elif model_architecture(config, model) in SFT_UNSUPPORTED_ARCHITECTURES:
+            errors.append(
+                f"config key 'sft.models.{i}': {model!r} has architecture {model_architecture(config, model)!r}; "
+                "SFT supports causal LMs only (not masked diffusion)"
+            )
+    noise_types = set(available_noise_types())
+    for name, recipe in sft.get("recipes", {}).items():
+        where = f"sft.recipes.{name}"
+        dataset = recipe["dataset"]
+        if dataset not in config["datasets"]:
+            errors.append(f"config key '{where}.dataset': {dataset!r} is not a configured dataset")
+        elif not has_train_split(config["datasets"][dataset]):
+            errors.append(f"config key '{where}.dataset': dataset {dataset!r} has no train split (set train_path)")
+        for noise in recipe["noise_mix"]:
+            if noise not in noise_types:
+                errors.append(
+                    f"config key '{where}.noise_mix.{noise}': unknown noise type (registered: {sorted(noise_types)})"
+                )
+        if sum(recipe["noise_mix"].values()) <= 0:
+            errors.append(f"config key '{where}.noise_mix': the proportions must not all be 0")
+        if recipe["method"] == "full" and recipe.get("lora") not in (None, {}, SFT_LORA_DEFAULTS):
+            errors.append(f"config key '{where}.lora': set method: lora to use LoRA settings")
+    return errors
 
 
 def _attention_errors(config: Mapping[str, Any]) -> list[str]:
-    return []
+    """Attention stage (issue 4, part 1): measured models exist and have attention the stage can capture."""
+    if config.get("skip_attention", True):
+        return []
+    errors: list[str] = []
+    section = config.get("attention", {})
+    for name in as_name_list(section.get("models")):
+        spec = config["models"].get(name)
+        if spec is None:
+            errors.append(f"config key 'attention.models': {name!r} is not a configured model ({sorted(config['models'])})")
+        elif spec["source"] == "scratch" and spec["architecture"] not in ATTENTION_ARCHITECTURES:
+            errors.append(
+                f"config key 'attention.models': {name!r} is a {spec['architecture']} model, which has no attention "
+                f"to measure (supported: {', '.join(ATTENTION_ARCHITECTURES)})"
+            )
+        elif spec["source"] == "hub" and uses_diffusion_generation(spec):
+            errors.append(
+                f"config key 'attention.models': {name!r} is a hub diffusion model (custom modeling code); the "
+                "attention stage captures llama, diffllama, gpt2 and the project's mdlm only"
+            )
+    if not errors and not attention_models(config):
+        errors.append(
+            "config key 'attention.models': no model to measure (skip_attention is false; configure a model with "
+            f"attention: {', '.join(ATTENTION_ARCHITECTURES)} or a hub model)"
+        )
+    return errors
+
+
+# --- attention: helpers of the attention-allocation stage (issue 4, part 1) ------
+
+#: scratch architectures whose attention the stage captures (mdlm: Llama modules, non-causal)
+ATTENTION_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mdlm")
+
+
+def attention_models(config: Mapping[str, Any]) -> list[str]:
+    """Models the attention stage measures: ``attention.models`` (default: every configured model whose architecture
+    has attention, and hub models other than diffusion ones), restricted to ``select_models``, plus SFT variants."""
+    section = config.get("attention", {})
+    names = as_name_list(section.get("models")) or [
+        m for m, spec in config["models"].items()
+        if (spec["source"] == "hub" and not uses_diffusion_generation(spec))
+        or (spec["source"] == "scratch" and spec["architecture"] in ATTENTION_ARCHITECTURES)
+    ]
+    selected = set(selected_models(config))
+    return model_variants(config, [m for m in names if m in selected])
+
+
+def attention_spec(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON spec of ``attnlab attention measure`` (what changes its results)."""
+    section = config["attention"]
+    spec = {
+        "items": section["items"],
+        "query_scopes": list(section["query_scopes"]),
+        "token_map_items": section["token_map_items"],
+    }
+    if "generated" in section["query_scopes"]:  # greedy continuation: evaluation's stop sequences
+        spec["max_new_tokens"] = section["max_new_tokens"]
+        spec["stop_sequences"] = list(config["evaluation"]["stop_sequences"])
+    return spec
 
 
 def _needle_errors(config: Mapping[str, Any]) -> list[str]:
-    return []
+    """Needle stage: probed models exist and have causal attention; contexts fit the scratch models."""
+    errors: list[str] = []
+    extra = (config.get("pretrain") or {}).get("extra_corpora", [])
+    if "needle" in extra and "needle" not in config:
+        errors.append("config key 'pretrain.extra_corpora': lists needle, but the config has no 'needle' section")
+    if "needle" not in config:
+        return errors
+    section = config["needle"]
+    for name in as_name_list(section.get("models")):
+        spec = config["models"].get(name)
+        if spec is None:
+            errors.append(f"config key 'needle.models': {name!r} is not a configured model")
+        elif spec["source"] == "scratch" and spec["architecture"] not in NEEDLE_ARCHITECTURES:
+            errors.append(
+                f"config key 'needle.models': {name!r} is a {spec['architecture']} model; the needle probe needs "
+                f"causal attention ({', '.join(NEEDLE_ARCHITECTURES)})"
+            )
+    if not errors and not needle_models(config):
+        errors.append("config key 'needle': no model to probe (set needle.models or configure a scratch llama/diffllama/gpt2)")
+    longest = max(section["context_lengths"]) + section["max_new_tokens"]
+    for name in dict.fromkeys(spec["base"] for spec in needle_models(config).values()) if not errors else ():
+        spec = config["models"][name]
+        if spec["source"] == "scratch" and longest > spec.get("max_position_embeddings", 512):
+            errors.append(
+                f"config key 'needle.context_lengths': {max(section['context_lengths'])} tokens + max_new_tokens "
+                f"{section['max_new_tokens']} exceed models.{name}.max_position_embeddings "
+                f"({spec.get('max_position_embeddings', 512)})"
+            )
+    corpus = section["corpus"]
+    if corpus["min_chars"] > corpus["max_chars"]:
+        errors.append(
+            f"config key 'needle.corpus.min_chars': {corpus['min_chars']} exceeds needle.corpus.max_chars {corpus['max_chars']}"
+        )
+    return errors
+
+
+# --- needle: helpers of the needle-in-a-haystack stage (issue 4, part 2) --------
+
+#: scratch architectures the needle probe runs on (causal attention it can capture)
+NEEDLE_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2")
+
+
+def needle_enabled(config: Mapping[str, Any]) -> bool:
+    """The needle stage runs when the config has a ``needle`` section."""
+    return "needle" in config
+
+
+def needle_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Models the needle stage probes: ``{name: {"base", "seed", "architecture"}}``, bases first, then replicates.
+
+    Bases are ``needle.models``, or (empty) every selected scratch model with causal attention; each base's
+    training-seed replicates (``pretrain.replicates``) follow, so results can be pooled over seeds.
+    ``architecture`` is the scratch architecture, or None for a hub model.
+    """
+    if "needle" not in config:
+        return {}
+    bases = as_name_list(config["needle"].get("models")) or [
+        m
+        for m in selected_models(config)
+        if config["models"][m]["source"] == "scratch" and config["models"][m]["architecture"] in NEEDLE_ARCHITECTURES
+    ]
+    out = {
+        b: {"base": b, "seed": int(config["seed"]), "architecture": config["models"].get(b, {}).get("architecture")}
+        for b in bases
+    }
+    for name, (base, seed) in replicate_models(config).items():
+        if base in out:
+            out[name] = {"base": base, "seed": int(seed), "architecture": out[base]["architecture"]}
+    return out
+
+
+def needle_probe_spec(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The needle settings that change a model's probe results (items, decoding); not the aggregation's."""
+    keys = ("context_lengths", "depths", "n_needles", "items_per_cell", "number_digits", "haystack", "batch_size",
+            "max_new_tokens")
+    return {k: config["needle"][k] for k in keys}
+
+
+def needle_corpus_spec(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The needle settings that change the pretraining corpus of needle episodes."""
+    return {**config["needle"]["corpus"], "number_digits": config["needle"]["number_digits"],
+            "haystack": config["needle"]["haystack"]}
+
+
+def needle_aggregate_spec(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The needle settings of the depth table (query scope, noise classes, bootstrap)."""
+    section = config["needle"]
+    return {"query_scope": section["query_scope"], "noise_classes": section["noise_classes"], **section["bootstrap"]}
 
 
 def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
-    return []
+    section = config.get("attribution")
+    if section is None:
+        return []
+    errors: list[str] = []
+    if section.get("models") is not None:
+        for name in as_name_list(section["models"]):
+            if name not in config["models"]:
+                errors.append(f"config key 'attribution.models': {name!r} is not a configured model")
+                continue
+            arch = model_architecture(config, name)
+            if arch is not None and arch not in ATTRIBUTION_ARCHITECTURES:
+                errors.append(
+                    f"config key 'attribution.models': {name!r} has architecture {arch!r}, which has no attention heads "
+                    f"to gate (supported: {', '.join(sorted(ATTRIBUTION_ARCHITECTURES))})"
+                )
+    universe = [CLEAN, *config["noise"]["types"]]
+    for name in as_name_list(section["variants"]):
+        if name not in universe:
+            errors.append(f"config key 'attribution.variants': {name!r} is not one of {universe}")
+    if section["quadrature"] == "trapezoid" and section["ig_steps"] < 2:
+        errors.append("config key 'attribution.ig_steps': the trapezoid quadrature needs at least 2 steps")
+    first, last = section["layers"]["first"], section["layers"]["last"]
+    if last is not None and last < first:
+        errors.append(f"config key 'attribution.layers.last': {last} is before layers.first {first}")
+    for name in attribution_base_models(config):
+        spec = config["models"][name]
+        if spec["source"] == "scratch" and max(first, last if last is not None else 0) >= spec["num_layers"]:
+            errors.append(
+                f"config key 'attribution.layers': layers {first}..{last} do not fit model {name!r} "
+                f"({spec['num_layers']} layers, 0..{spec['num_layers'] - 1})"
+            )
+    return errors
+
+
+# --- attribution: HeadIG head attribution (issue 5 §2) --------------------------
+# Pure helpers for workflow/rules/attribution.smk and the attribution CLI.
+
+#: scratch architectures whose attention heads the gates of attnlab.attribution.gates handle
+ATTRIBUTION_ARCHITECTURES: frozenset[str] = frozenset({"llama", "diffllama", "gpt2", "mdlm"})
+#: config keys of the `attribution` section that change a method's scores (besides the objective)
+ATTRIBUTION_METHOD_KEYS: dict[str, tuple[str, ...]] = {
+    "dp": ("baseline", "ig_steps", "quadrature", "postprocess"),
+    "stp": ("baseline", "ig_steps", "quadrature", "path_samples", "postprocess"),
+    "michel": (),
+}
+
+
+def attribution_enabled(config: Mapping[str, Any]) -> bool:
+    """The attribution stage runs when the config has an ``attribution`` section."""
+    return config.get("attribution") is not None
+
+
+def attribution_base_models(config: Mapping[str, Any]) -> list[str]:
+    """The configured (selected) models that are attributed: ``attribution.models`` or, when null, every
+    selected model with a gated scratch architecture (llama, diffllama, gpt2, mdlm)."""
+    if not attribution_enabled(config):
+        return []
+    chosen = config["attribution"].get("models")
+    selected = selected_models(config)
+    if chosen is None:
+        return [
+            m for m in selected
+            if config["models"][m]["source"] == "scratch" and config["models"][m]["architecture"] in ATTRIBUTION_ARCHITECTURES
+        ]
+    names = set(as_name_list(chosen))
+    return [m for m in selected if m in names]
+
+
+def attribution_models(config: Mapping[str, Any]) -> list[str]:
+    """The attributed models: the base models followed by their SFT variants."""
+    return model_variants(config, attribution_base_models(config))
+
+
+def attribution_job_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The settings that decide one model's score files — and nothing else: the methods' path keys only for
+    configured methods, ``mask_probs``/``mask_samples_per_prob`` only for masked-diffusion (or hub) models, so
+    that e.g. a new ``mask_probs`` reruns only the mdlm job. One job computes every method of a model (the model
+    is loaded and the items tokenized once; the per-job start-up costs more than a small model's attribution)."""
+    section = config["attribution"]
+    objective = dict(section["objective"])
+    if model_architecture(config, model) not in (None, "mdlm"):
+        objective.pop("mask_probs", None)
+        objective.pop("mask_samples_per_prob", None)
+    spec: dict[str, Any] = {
+        "methods": list(section["methods"]),
+        "items": section["items"],
+        "layers": dict(section["layers"]),
+        "objective": objective,
+        "dtype": section["dtype"],
+        "seed": int(section.get("seed", config["seed"])),
+        "batch_rows": section["batch_rows"],
+    }
+    for method in section["methods"]:
+        spec.update({key: section[key] for key in ATTRIBUTION_METHOD_KEYS[method]})
+    return spec
 
 
 def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
-    return []
+    section = config.get("perturbation")
+    if section is None:
+        return []
+    from attnlab.perturbation.relations import RelationsError, load_relations
+
+    errors: list[str] = []
+    analysable = {"gpt2", "llama", "diffllama", "mamba", "mamba2"}
+    for i, name in enumerate(section["models"]):
+        spec = config["models"].get(name)
+        if spec is None:
+            errors.append(f"config key 'perturbation.models.{i}': {name!r} is not one of {sorted(config['models'])}")
+        elif spec["source"] == "scratch" and spec["architecture"] not in analysable:
+            errors.append(
+                f"config key 'perturbation.models.{i}': architecture {spec['architecture']!r} of {name!r} is not "
+                f"analysable (causal LMs only: {sorted(analysable)})"
+            )
+        elif spec["source"] == "scratch":
+            for key in ("layers",):
+                bad = [x for x in section[key] or [] if x >= spec["num_layers"]]
+                jac_bad = [x for x in section["jacobian"]["layers"] or [] if x >= spec["num_layers"]]
+                if bad or jac_bad:
+                    errors.append(
+                        f"config key 'perturbation.{key if bad else 'jacobian.layers'}': layer(s) {bad or jac_bad} "
+                        f"out of range for {name!r} with {spec['num_layers']} layers"
+                    )
+    sources = {config["models"][m]["source"] for m in section["models"] if m in config["models"]}
+    kbs = {("relations." + s, section["relations"][s]) for s in sources}
+    for key, kb in sorted(kbs):
+        try:
+            relations = load_relations(kb)
+        except (FileNotFoundError, RelationsError) as err:
+            errors.append(f"config key 'perturbation.{key}': {err}")
+            continue
+        missing = [r for r in section["relation_names"] or [] if r not in relations]
+        if missing:
+            errors.append(f"config key 'perturbation.relation_names': {missing} not in knowledge base {kb!r}")
+    if "facts" in (config.get("pretrain") or {}).get("extra_corpora", []):
+        try:
+            load_relations(section["corpus"]["relations"])
+        except (FileNotFoundError, RelationsError) as err:
+            errors.append(f"config key 'perturbation.corpus.relations': {err}")
+    return errors
+
+
+
+def _validation_errors(config: Mapping[str, Any]) -> list[str]:
+    """Validation stage checks (issue 5 §3); they live in :mod:`attnlab.validation.settings`."""
+    from attnlab.validation.settings import validation_errors
+
+    return validation_errors(config)
+
+
+# --- mdlm (issue 5 §1): masked diffusion LMs and their generation settings ----
+
+
+def uses_diffusion_generation(model_spec: Mapping[str, Any]) -> bool:
+    """Whether a model entry is answered by iterative unmasking: a scratch ``mdlm`` or a hub entry with
+    ``generation: diffusion``."""
+    if model_spec["source"] == "scratch":
+        return model_spec.get("architecture") == "mdlm"
+    return model_spec.get("generation", "greedy") == "diffusion"
+
+
+def diffusion_settings(config: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The iterative-unmasking settings of the model entry ``spec`` (its ``diffusion`` entry over the schema defaults, with
+    ``answer_length`` defaulting to ``evaluation.max_new_tokens``), or ``None`` for a greedily decoded model.
+
+    This is the ``diffusion`` key of the eval spec the evaluate rule passes (see
+    :func:`attnlab.evaluate.diffusion.normalize_diffusion_spec`).
+    """
+    if not uses_diffusion_generation(spec):
+        return None
+    settings = {"block_length": 32, "remasking": "low_confidence", "seed": 0, **spec.get("diffusion", {})}
+    settings.setdefault("answer_length", int(config["evaluation"]["max_new_tokens"]))
+    settings.setdefault("steps", settings["answer_length"])
+    return settings
+
+
+def _mdlm_errors(config: Mapping[str, Any]) -> list[str]:
+    """``diffusion`` only on models answered by unmasking; block_length divides answer_length; steps a multiple of
+    the number of blocks and at most answer_length."""
+    errors: list[str] = []
+    for name, spec in config["models"].items():
+        where = f"models.{name}.diffusion"
+        if not uses_diffusion_generation(spec):
+            if "diffusion" in spec:
+                errors.append(
+                    f"config key '{where}': only for architecture mdlm or hub models with generation: diffusion"
+                )
+            continue
+        settings = diffusion_settings(config, spec)
+        answer, block, steps = settings["answer_length"], settings["block_length"], settings["steps"]
+        if answer % block:
+            errors.append(f"config key '{where}.block_length': {block} does not divide answer_length {answer}")
+        elif steps % (answer // block):
+            errors.append(f"config key '{where}.steps': {steps} is not a multiple of the {answer // block} blocks")
+        if steps > answer:
+            errors.append(f"config key '{where}.steps': {steps} exceeds answer_length {answer} (≤ 1 token a step)")
+    return errors
 
 
 def validate_config(
@@ -335,11 +720,15 @@ def model_variants(config: Mapping[str, Any], names: Iterator[str] | list[str]) 
     A stage whose config section lists base models (``attention.models: [llama]``) runs on
     these and on their fine-tuned variants, so SFT variants need no special case downstream.
     """
-    return list(names)
+    names = list(names)
+    return names + sft_variants(config, names)
 
 
 def model_architecture(config: Mapping[str, Any], name: str) -> str | None:
     """The architecture of a model name (scratch, replicate or derived variant); None for hub models."""
+    parsed = parse_sft_name(name)
+    if parsed is not None:
+        return model_architecture(config, parsed[0])
     name = replicate_models(config).get(name, (name, None))[0]
     spec = config["models"].get(name)
     if spec is None:
@@ -349,3 +738,91 @@ def model_architecture(config: Mapping[str, Any], name: str) -> str | None:
 
 def fewshot_seed(config: Mapping[str, Any]) -> int:
     return int(config["evaluation"].get("fewshot_seed", config["seed"]))
+
+
+# --- sft: supervised fine-tuning (issue 3) -------------------------------------
+# An SFT variant of model m with recipe r is named ``m+sft-r`` ('+' cannot occur in a
+# configured name, so the split is unambiguous) and lives in results/models/m+sft-r/.
+
+SFT_SEPARATOR = "+sft-"
+#: training problems per recipe for each size preset when ``samples`` is null (None = the whole split)
+SFT_PRESET_SAMPLES: dict[str, int | None] = {"quick": 200, "standard": 2000, "full": None}
+#: architectures SFT does not handle (masked diffusion has no next-token loss)
+SFT_UNSUPPORTED_ARCHITECTURES: frozenset[str] = frozenset({"mdlm"})
+SFT_LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": None, "merge": True}
+
+
+def sft_enabled(config: Mapping[str, Any]) -> bool:
+    return not config.get("skip_sft", True)
+
+
+def sft_variant_name(model: str, recipe: str) -> str:
+    """``{model}+sft-{recipe}``."""
+    return f"{model}{SFT_SEPARATOR}{recipe}"
+
+
+def parse_sft_name(name: str) -> tuple[str, str] | None:
+    """``(base model, recipe)`` of an SFT variant name, or None for any other name."""
+    base, sep, recipe = name.partition(SFT_SEPARATOR)
+    return (base, recipe) if sep and base and recipe else None
+
+
+def sft_variants(config: Mapping[str, Any], names: Iterator[str] | list[str]) -> list[str]:
+    """SFT variant names of those ``names`` listed in ``sft.models``, model by model, recipes in config order."""
+    if not sft_enabled(config):
+        return []
+    sft = config.get("sft", {})
+    chosen = set(sft.get("models", []))
+    return [sft_variant_name(m, r) for m in names if m in chosen for r in sft.get("recipes", {})]
+
+
+def sft_recipe(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
+    """A recipe with its defaults resolved: ``seed`` (master seed if null) and ``samples`` (preset if null).
+
+    ``samples`` stays None for the ``full`` preset (= every problem of the split).
+    """
+    spec = copy.deepcopy(dict(config["sft"]["recipes"][recipe]))
+    if spec.get("seed") is None:
+        spec["seed"] = int(config["seed"])
+    if spec.get("samples") is None:
+        spec["samples"] = SFT_PRESET_SAMPLES[config.get("preset", "standard")]
+    if spec.get("method", "full") != "lora":
+        spec.pop("lora", None)
+    return spec
+
+
+def sft_data_spec(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
+    """The recipe keys that decide its training set (a change of only these rebuilds the set)."""
+    spec = sft_recipe(config, recipe)
+    return {k: spec[k] for k in ("dataset", "split", "noise_mix", "samples", "seed")}
+
+
+def sft_model_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The model entry of an SFT variant: ``source: sft``, its base, recipe and the base's loading options."""
+    parsed = parse_sft_name(name)
+    if parsed is None:
+        raise KeyError(f"{name!r} is not an SFT variant name (model{SFT_SEPARATOR}recipe)")
+    base, recipe = parsed
+    base_spec = config["models"][replicate_models(config).get(base, (base, None))[0]]
+    return {
+        "source": "sft",
+        "base": base,
+        "base_source": base_spec["source"],
+        "architecture": model_architecture(config, base),
+        "recipe": recipe,
+        "dtype": base_spec.get("dtype", "auto"),
+        "trust_remote_code": bool(base_spec.get("trust_remote_code", False)),
+        "sft": sft_recipe(config, recipe),
+    }
+
+
+def model_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The config entry of any model name in MODELS: a configured model, a seed replicate (its base's
+    entry) or an SFT variant (:func:`sft_model_spec`, ``source: sft``). Use it instead of
+    ``config["models"][name]``, which fails for derived names."""
+    if parse_sft_name(name) is not None:
+        return sft_model_spec(config, name)
+    base = replicate_models(config).get(name, (name, None))[0]
+    if base not in config["models"]:
+        raise KeyError(f"unknown model {name!r}")
+    return dict(config["models"][base])

@@ -7,6 +7,9 @@ import re
 from attnlab.config import (
     ConfigError,
     fewshot_seed,
+    model_variants,
+    parse_sft_name,
+    sft_model_spec,
     n_test_items,
     replicate_models,
     scratch_models,
@@ -18,7 +21,8 @@ from attnlab.config import (
 
 
 try:
-    STUDY = validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    # the schema file itself, not workflow.source_path (a source-cache copy without the stages/ fragments beside it)
+    STUDY = validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -27,7 +31,8 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 ENV = "../../envs/attnlab.yaml"
 
-MODELS = selected_models(STUDY)
+# selected models, then their SFT variants (model+sft-recipe) when skip_sft is false
+MODELS = model_variants(STUDY, selected_models(STUDY))
 DATASETS = selected_datasets(STUDY)
 VARIANTS = selected_variants(STUDY)
 NOISE_TYPES = list(STUDY["noise"]["types"])
@@ -60,7 +65,13 @@ def threads_for(stage, default=1):
 
 
 def model_spec(model):
-    """The config entry of a model; a training-seed replicate has its base model's entry."""
+    """The config entry of a model; a training-seed replicate has its base model's entry.
+
+    An SFT variant (model+sft-recipe) gets a derived entry with source "sft", its base,
+    recipe and the base's loading options (attnlab.config.sft_model_spec).
+    """
+    if parse_sft_name(model) is not None:
+        return sft_model_spec(STUDY, model)
     return STUDY["models"][REPLICATES.get(model, (model,))[0]]
 
 
@@ -80,14 +91,15 @@ def extra_corpora(wildcards):
 def model_location(model):
     """Where the one loader finds a model: the trained folder, or the hub id / local path."""
     spec = model_spec(model)
-    return f"{RESULTS}/models/{model}" if spec["source"] == "scratch" else spec["id"]
+    return f"{RESULTS}/models/{model}" if spec["source"] in ("scratch", "sft") else spec["id"]
 
 
 def model_inputs(wildcards):
-    """A scratch model's folder is a job input; a hub model is fetched by id."""
-    if model_spec(wildcards.model)["source"] == "scratch":
+    """A scratch or fine-tuned model's folder is a job input; a hub model is fetched by id."""
+    if model_spec(wildcards.model)["source"] in ("scratch", "sft"):
         return {"model": f"{RESULTS}/models/{wildcards.model}"}
-    return {}
+    # hub: the prefetch marker (the login node downloaded it), or the local folder the id names
+    return prefetch_inputs(wildcards.model)
 
 
 def eval_outputs():
@@ -129,5 +141,316 @@ def evaluate_flags(wildcards, input):
     if spec["source"] == "hub":
         flags.append(f"--revision {spec['revision']}")
         if spec["trust_remote_code"]:
+            flags.append("--trust-remote-code")
+    elif spec["source"] == "sft" and spec["trust_remote_code"]:
+        flags.append("--trust-remote-code")
+    return " ".join(flags)
+
+
+# --- prefetch ---
+# Hub models and hub datasets are downloaded by the prefetch local rules; every other job
+# runs offline (HF_HUB_OFFLINE=1, set below for the jobs this Snakemake process starts;
+# cluster jobs re-read this file and get the same). The config's plugins are imported by
+# every `attnlab` job through ATTNLAB_PLUGINS (attnlab.tools.plugins).
+
+from attnlab.tools.hfcache import is_local_path as _prefetch_is_local, job_environment as _prefetch_job_environment
+
+
+def prefetch_marker(model):
+    return f"{RESULTS}/prefetch/models/{model}.json"
+
+
+def prefetch_dataset_marker(base):
+    return f"{RESULTS}/prefetch/datasets/{base}.json"
+
+
+def prefetch_inputs(model):
+    """A hub model's job input: its prefetch marker, or the folder itself when the id is a local path."""
+    spec = model_spec(model)
+    if _prefetch_is_local(spec["id"]):
+        return {"model": spec["id"]}
+    return {"prefetch": prefetch_marker(model)}
+
+
+def dataset_inputs(wildcards):
+    """A hub dataset's data jobs wait for its prefetch marker; local datasets need nothing."""
+    if "hub_id" in STUDY["datasets"][wildcards.base]:
+        return {"prefetch": prefetch_dataset_marker(wildcards.base)}
+    return {}
+
+
+def prefetch_targets():
+    """Every marker of the study (the inputs of the target rule `prefetch`)."""
+    models = [m for m in MODELS if model_spec(m)["source"] == "hub" and not _prefetch_is_local(model_spec(m)["id"])]
+    bases = [b for b in DATASETS if "hub_id" in STUDY["datasets"][b]]
+    return [prefetch_marker(m) for m in models] + [prefetch_dataset_marker(b) for b in bases]
+
+
+def hf_cache_root():
+    root = STUDY["prefetch"]["hf_cache_dir"]
+    return None if root is None else os.path.abspath(root)
+
+
+os.environ.update(_prefetch_job_environment(STUDY, hf_cache_root()))
+
+
+# --- attribution ---
+# HeadIG head attribution (workflow/rules/attribution.smk; library attnlab.attribution).
+
+
+def attribution_inputs(wildcards):
+    """The data file of each attributed variant, plus the model (folder or prefetch marker)."""
+    from attnlab.config import as_name_list
+
+    inputs = {
+        "data": [f"{RESULTS}/data/{wildcards.base}/{v}.parquet" for v in as_name_list(STUDY["attribution"]["variants"])]
+    }
+    inputs.update(model_inputs(wildcards))
+    return inputs
+
+
+def attribution_spec(wildcards):
+    """The JSON settings of one model's score files (attnlab.config.attribution_job_spec)."""
+    from attnlab.config import attribution_job_spec
+
+    return shell_quote(attribution_job_spec(STUDY, wildcards.model))
+
+
+def attribution_flags(wildcards):
+    spec = model_spec(wildcards.model)
+    flags = []
+    if spec["source"] == "hub":
+        flags.append(f"--revision {spec['revision']}")
+    if spec.get("trust_remote_code"):
+        flags.append("--trust-remote-code")
+    return " ".join(flags)
+
+
+def attribution_score_files(methods=None):
+    """Every score file of the study (optionally only some methods)."""
+    from attnlab.config import attribution_models
+
+    if "attribution" not in STUDY:
+        return []
+    methods = methods or STUDY["attribution"]["methods"]
+    return expand(
+        f"{RESULTS}/attribution/{{model}}/{{base}}/{{method}}.parquet",
+        model=attribution_models(STUDY),
+        base=DATASETS,
+        method=methods,
+    )
+
+
+# --- sft ---
+# Supervised fine-tuning (workflow/rules/finetune.smk): the variant m+sft-r of model m.
+
+from attnlab.config import sft_data_spec, sft_enabled, sft_recipe  # noqa: E402
+
+SFT_VARIANTS = [m for m in MODELS if parse_sft_name(m) is not None]
+SFT_BASES = list(STUDY["sft"]["models"]) if sft_enabled(STUDY) else []
+SFT_RECIPES = list(STUDY["sft"]["recipes"]) if sft_enabled(STUDY) else []
+
+
+def sft_data_inputs(wildcards):
+    dataset = STUDY["sft"]["recipes"][wildcards.recipe]["dataset"]
+    return {"train": f"{RESULTS}/data/{dataset}/train.parquet"}
+
+
+def sft_inputs(wildcards):
+    """The recipe's training set and the base model's folder (none for a hub id)."""
+    from types import SimpleNamespace
+
+    inputs = {"data": f"{RESULTS}/sft/{wildcards.recipe}/train.parquet"}
+    inputs.update(model_inputs(SimpleNamespace(model=wildcards.sft_base)))
+    return inputs
+
+
+def sft_flags(wildcards):
+    """Loader options of the base model (hub revision, trust_remote_code)."""
+    spec = model_spec(wildcards.sft_base)
+    flags = []
+    if spec["source"] == "hub":
+        flags.append(f"--revision {spec['revision']}")
+    if spec.get("trust_remote_code"):
+        flags.append("--trust-remote-code")
+    return " ".join(flags)
+
+
+def sft_table_inputs(wildcards):
+    """Evaluations of every SFT variant and of its zero-shot base, on every dataset variant."""
+    models = sorted({*SFT_VARIANTS, *(parse_sft_name(m)[0] for m in SFT_VARIANTS)})
+    return expand(
+        f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet",
+        model=models,
+        base=DATASETS,
+        variant=VARIANTS,
+    )
+
+
+# --- mdlm ---
+from attnlab.config import diffusion_settings
+
+
+def evaluation_spec(model):
+    """The eval spec of one model: the shared evaluation section, plus, for a masked diffusion LM, its
+    iterative-unmasking settings under "diffusion" (so changing them reruns only that model's evaluations)."""
+    spec = {**STUDY["evaluation"], "fewshot_seed": fewshot_seed(STUDY)}
+    diffusion = diffusion_settings(STUDY, model_spec(model))
+    if diffusion is not None:
+        spec["diffusion"] = diffusion
+    return spec
+
+
+def pretrain_model_spec(model):
+    """A scratch model's entry without its generation settings (changing those does not retrain it)."""
+    return {k: v for k, v in model_spec(model).items() if k != "diffusion"}
+
+
+# --- validation ---
+# Causal validation of head scores (workflow/rules/validation.smk; library attnlab.validation).
+
+
+def validation_inputs(wildcards):
+    """The scored items, the head scores (attribution output) and the model; train items for few-shot."""
+    section = STUDY["validation"]
+    inputs = {
+        "data": f"{RESULTS}/data/{wildcards.base}/{section['variant']}.parquet",
+        "scores": f"{RESULTS}/attribution/{wildcards.model}/{wildcards.base}/{section['scores']}.parquet",
+    }
+    if STUDY["evaluation"]["num_fewshot"] > 0:
+        inputs["train"] = f"{RESULTS}/data/{wildcards.base}/train.parquet"
+    inputs.update(model_inputs(wildcards))
+    return inputs
+
+
+def validation_spec(kind):
+    """Params function: the JSON spec of one validation job of ``kind`` (pruning | sparse)."""
+    from attnlab.validation.settings import validation_job_spec
+
+    return lambda wildcards: shell_quote(validation_job_spec(STUDY, wildcards.model, kind))
+
+
+def validation_flags(wildcards, input):
+    spec = model_spec(wildcards.model)
+    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
+    if "train" in input.keys():
+        flags.append(f"--train {input.train}")
+    if spec["source"] == "hub":
+        flags.append(f"--revision {spec['revision']}")
+    if spec.get("trust_remote_code"):
+        flags.append("--trust-remote-code")
+    return " ".join(flags)
+
+
+# --- needle ---
+# Needle-in-a-haystack stage (workflow/rules/needle.smk): which models it probes, and their flags.
+
+from attnlab.config import (
+    needle_aggregate_spec,
+    needle_corpus_spec,
+    needle_enabled,
+    needle_models,
+    needle_probe_spec,
+)
+
+#: {probed model: {"base", "seed", "architecture"}}: needle.models (or the attention scratch models) + replicates
+NEEDLE_MODELS = needle_models(STUDY)
+
+
+def needle_probe_outputs():
+    return [f"{RESULTS}/needle/{m}.parquet" for m in NEEDLE_MODELS]
+
+
+def needle_flags(wildcards):
+    spec = model_spec(wildcards.model)
+    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
+    if spec["source"] == "hub":
+        flags.append(f"--revision {spec['revision']}")
+    if spec.get("trust_remote_code"):
+        flags.append("--trust-remote-code")
+    return " ".join(flags)
+
+
+# --- attention ---
+# Attention-allocation stage (workflow/rules/attention.smk): which models it measures, the spec, the flags.
+
+from attnlab.config import attention_models, attention_spec
+
+#: models the attention stage measures (attention.models or every model with attention, + SFT variants)
+ATTENTION_MODELS = attention_models(STUDY) if not STUDY.get("skip_attention", True) else []
+
+
+def attention_outputs(model=None):
+    """Per-item allocation tables of one model (or of every measured model)."""
+    return expand(
+        f"{RESULTS}/attention/{{model}}/{{base}}/{{variant}}.parquet",
+        model=[model] if model else ATTENTION_MODELS,
+        base=DATASETS,
+        variant=VARIANTS,
+    )
+
+
+def attention_token_outputs(model=None):
+    return [path.replace(".parquet", ".tokens.parquet") for path in attention_outputs(model)]
+
+
+def attention_inputs(wildcards):
+    """Every variant of one base dataset (one job per model x base), and the model."""
+    inputs = {"data": [f"{RESULTS}/data/{wildcards.base}/{v}.parquet" for v in VARIANTS]}
+    inputs.update(model_inputs(wildcards))
+    return inputs
+
+
+def attention_flags(wildcards):
+    from attnlab.config import diffusion_settings
+
+    spec = model_spec(wildcards.model)
+    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
+    diffusion = diffusion_settings(STUDY, spec) if spec["source"] in ("scratch", "hub") else None
+    if diffusion is not None:  # masked diffusion LM: the first decoding step's masked answer
+        flags.append(f"--mask-tokens {diffusion['answer_length']}")
+    if spec["source"] == "hub":
+        flags.append(f"--revision {spec['revision']}")
+    if spec.get("trust_remote_code"):
+        flags.append("--trust-remote-code")
+    return " ".join(flags)
+
+
+# --- perturbation ---
+#: the perturbation section with defaults, or None when the study has none
+PERTURBATION = STUDY.get("perturbation")
+PERTURBATION_MODELS = [m for m in PERTURBATION["models"] if m in MODELS] if PERTURBATION else []
+#: keys of the perturbation section that do not change one model's perturbation rows
+_PERTURBATION_OTHER_KEYS = ("models", "corpus", "jacobian", "relations", "confidence")
+_PROBE_KEYS = ("relation_names", "max_facts", "templates")
+
+
+def facts_corpus_spec():
+    """The facts corpus settings (schema defaults when the study has no perturbation section)."""
+    corpus = (PERTURBATION or {}).get("corpus", {})
+    return {"relations": corpus.get("relations", "fictional"), "repeats": corpus.get("repeats", 10)}
+
+
+def perturbation_relations(model):
+    """The knowledge base a model is probed on: fictional facts for scratch models, real ones for hub models."""
+    return PERTURBATION["relations"]["scratch" if model_spec(model)["source"] == "scratch" else "hub"]
+
+
+def perturbation_spec(wildcards):
+    return shell_quote({k: v for k, v in PERTURBATION.items() if k not in _PERTURBATION_OTHER_KEYS})
+
+
+def jacobian_spec(wildcards):
+    spec = {**PERTURBATION["jacobian"], "confidence": PERTURBATION["confidence"]}
+    spec.update({k: PERTURBATION[k] for k in _PROBE_KEYS})
+    return shell_quote(spec)
+
+
+def perturbation_flags(wildcards):
+    spec = model_spec(wildcards.model)
+    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
+    if spec["source"] == "hub":
+        flags.append(f"--revision {spec['revision']}")
+        if spec.get("trust_remote_code"):
             flags.append("--trust-remote-code")
     return " ".join(flags)

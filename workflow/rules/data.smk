@@ -2,6 +2,8 @@
 
 
 rule data_train:
+    input:
+        unpack(dataset_inputs),
     output:
         f"{RESULTS}/data/{{base}}/train.parquet",
     params:
@@ -23,6 +25,8 @@ rule data_train:
 
 
 rule data_clean:
+    input:
+        unpack(dataset_inputs),
     output:
         f"{RESULTS}/data/{{base}}/clean.parquet",
     params:

@@ -9,7 +9,7 @@ rule evaluate:
     params:
         location=lambda wc: model_location(wc.model),
         model_spec=lambda wc: as_json(model_spec(wc.model)),
-        spec=shell_quote({**STUDY["evaluation"], "fewshot_seed": fewshot_seed(STUDY)}),
+        spec=lambda wc: shell_quote(evaluation_spec(wc.model)),
         device=STUDY["device"],
         flags=evaluate_flags,
     log:

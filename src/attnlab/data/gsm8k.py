@@ -174,7 +174,11 @@ def read_hub(hub_id: str, hub_config: str | None, revision: str | None, split: s
     except Exception as exc:
         raise RuntimeError(
             f"could not load hub dataset {hub_id!r} (config {hub_config!r}, revision {revision!r}, split {split!r}): "
-            f"{type(exc).__name__}: {exc}. Offline? Use train_path/test_path with local JSON-lines files instead."
+            f"{type(exc).__name__}: {exc}. If this machine is offline, fetch it first where the network is reachable: "
+            f"`attnlab prefetch --dataset {hub_id}"
+            + (f" --dataset-config {hub_config}" if hub_config else "")
+            + (f" --revision {revision}" if revision else "")
+            + "` (or `attnlab prefetch --config YOUR_CONFIG.yaml`), or use train_path/test_path with local JSON-lines files"
         ) from exc
     for index, item in enumerate(dataset):
         if n is not None and index >= n:

@@ -15,6 +15,7 @@ import pyarrow as pa
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from attnlab.evaluate.extraction import answers_match, extract_flexible, extract_strict
+from attnlab.evaluate.diffusion import generate_diffusion, normalize_diffusion_spec
 from attnlab.evaluate.generation import generate_greedy
 from attnlab.prompts import build_prompt
 
@@ -52,6 +53,7 @@ EVAL_COLUMNS: tuple[str, ...] = tuple(EVAL_SCHEMA.names)
 EVAL_SPEC_DEFAULTS: dict[str, Any] = {
     "stop_sequences": list(DEFAULT_STOP_SEQUENCES),
     "add_special_tokens": True,  # let the tokenizer add BOS, as the scratch models saw in training
+    "diffusion": None,  # masked diffusion LMs: iterative-unmasking settings (attnlab.evaluate.diffusion)
 }
 _REQUIRED_SPEC_KEYS = ("num_fewshot", "fewshot_seed", "batch_size", "max_new_tokens")
 _REQUIRED_DATA_COLUMNS = ("id", "question", "answer_number")
@@ -69,7 +71,10 @@ def normalize_eval_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
     Keys: ``num_fewshot`` (int >= 0), ``fewshot_seed`` (int), ``batch_size`` (int >= 1), ``max_new_tokens``
     (int >= 1), ``stop_sequences`` (list of non-empty str; default ``["Question:", "\\n\\n"]``; EOS always stops),
-    ``add_special_tokens`` (bool; default true).
+    ``add_special_tokens`` (bool; default true), ``diffusion`` (null, or the iterative-unmasking settings of a masked
+    diffusion LM, see :func:`attnlab.evaluate.diffusion.normalize_diffusion_spec`; ``answer_length`` defaults to
+    ``max_new_tokens``). With ``diffusion`` set — or for an ``attnlab_mdlm`` model, with the defaults — answers come
+    from :func:`attnlab.evaluate.diffusion.generate_diffusion` instead of greedy decoding.
 
     Raises:
         ValueError: naming the missing, unknown or invalid key.
@@ -96,6 +101,13 @@ def normalize_eval_spec(spec: dict[str, Any]) -> dict[str, Any]:
         value = normalized["add_special_tokens"]
         raise ValueError(f"eval spec key 'add_special_tokens' must be true or false, got {value!r}")
     normalized["stop_sequences"] = list(stops)
+    if normalized["diffusion"] is not None:
+        if not isinstance(normalized["diffusion"], dict):
+            raise ValueError(f"eval spec key 'diffusion' must be an object or null, got {normalized['diffusion']!r}")
+        try:
+            normalized["diffusion"] = normalize_diffusion_spec(normalized["diffusion"], normalized["max_new_tokens"])
+        except ValueError as error:
+            raise ValueError(f"eval spec key 'diffusion': {error}") from None
     return normalized
 
 
@@ -147,16 +159,36 @@ def evaluate_items(
         raise ValueError(f"got {len(exemplars)} exemplars but eval spec num_fewshot is {spec['num_fewshot']}")
     _check_data(data)
     prompts = [build_prompt(question, exemplars) for question in data["question"]]
-    generations = generate_greedy(
-        model,
-        tokenizer,
-        prompts,
-        batch_size=spec["batch_size"],
-        max_new_tokens=spec["max_new_tokens"],
-        stop_sequences=spec["stop_sequences"],
-        progress=progress,
-        add_special_tokens=spec["add_special_tokens"],
-    )
+    diffusion = spec["diffusion"]
+    if diffusion is None and getattr(model.config, "model_type", None) == "attnlab_mdlm":
+        diffusion = normalize_diffusion_spec({}, spec["max_new_tokens"])  # a masked diffusion LM never decodes greedily
+    if diffusion is not None:  # masked diffusion LM: iterative unmasking (LLaDA), same Generation rows
+        generations = generate_diffusion(
+            model,
+            tokenizer,
+            prompts,
+            batch_size=spec["batch_size"],
+            steps=diffusion["steps"],
+            block_length=diffusion["block_length"],
+            answer_length=diffusion["answer_length"],
+            remasking=diffusion["remasking"],
+            seed=diffusion["seed"],
+            mask_token_id_override=diffusion["mask_token_id"],
+            stop_sequences=spec["stop_sequences"],
+            progress=progress,
+            add_special_tokens=spec["add_special_tokens"],
+        )
+    else:
+        generations = generate_greedy(
+            model,
+            tokenizer,
+            prompts,
+            batch_size=spec["batch_size"],
+            max_new_tokens=spec["max_new_tokens"],
+            stop_sequences=spec["stop_sequences"],
+            progress=progress,
+            add_special_tokens=spec["add_special_tokens"],
+        )
     golds = [float(g) for g in data["answer_number"]]
     strict = [extract_strict(g.text) for g in generations]
     flexible = [extract_flexible(g.text) for g in generations]

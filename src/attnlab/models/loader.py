@@ -27,7 +27,12 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from attnlab.models.mdlm import MDLMConfig
+
+#: importing mdlm registers the masked diffusion LM (model_type attnlab_mdlm) with the Auto classes
+_REGISTERED_CONFIGS = (MDLMConfig,)
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -101,19 +106,74 @@ def _looks_like_path(location: str) -> bool:
     )
 
 
+def _auto_class(config, trust_remote_code: bool) -> type:
+    """``AutoModelForCausalLM``, or ``AutoModel`` for a remote-code checkpoint whose ``auto_map`` registers only
+    that (Dream-v0: a masked diffusion LM with its own ``diffusion_generate``)."""
+    auto_map = getattr(config, "auto_map", None) or {}
+    if trust_remote_code and "AutoModelForCausalLM" not in auto_map and "AutoModel" in auto_map:
+        return AutoModel
+    return AutoModelForCausalLM
+
+
 def _load_local(
     folder: Path, torch_dtype: torch.dtype, trust_remote_code: bool
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if not (folder / "config.json").is_file() and (folder / "adapter_config.json").is_file():
+        return _load_adapter(folder, torch_dtype, trust_remote_code)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model folder {folder} has no config.json (not a save_pretrained folder)")
     config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
+    model = _auto_class(config, trust_remote_code).from_pretrained(
         folder, config=config, local_files_only=True, trust_remote_code=trust_remote_code, dtype=torch_dtype
     )
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"model folder {folder} has no loadable tokenizer: {err}") from err
+    return model, tokenizer
+
+
+def _hub_cache_hint() -> str:
+    """Where the hub cache is, as the environment says (for error messages)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"):
+        if os.environ.get(var):
+            return f"{var}={os.environ[var]}"
+    return "the default ~/.cache/huggingface/hub"
+
+
+def _prefetch_hint(repo_id: str, revision: str | None) -> str:
+    """The command that puts a hub model into the cache (see attnlab.tools.prefetch)."""
+    return (
+        f"`attnlab prefetch --model {repo_id} --revision {revision or 'main'}` "
+        "(or `attnlab prefetch --config YOUR_CONFIG.yaml` for every hub model of a study)"
+    )
+
+
+def _load_adapter(
+    folder: Path, torch_dtype: torch.dtype, trust_remote_code: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A LoRA adapter folder (attnlab SFT with ``merge: false``): its base model with the adapter merged in.
+
+    The base comes from ``base_model_name_or_path`` in ``adapter_config.json`` (loaded by
+    this module, so its class still comes from its own config); the tokenizer from the folder.
+    """
+    import json
+
+    try:
+        from peft import PeftModel
+    except ImportError as err:
+        raise ImportError(f"{folder} holds a LoRA adapter; loading it needs peft (pip install attnlab[lora])") from err
+    base_location = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    base_path = Path(base_location).expanduser()
+    if base_path.is_dir():
+        base, _ = _load_local(base_path, torch_dtype, trust_remote_code)
+    else:
+        base, _ = _load_hub(base_location, torch_dtype, trust_remote_code, None)
+    model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"adapter folder {folder} has no loadable tokenizer: {err}") from err
     return model, tokenizer
 
 
@@ -124,7 +184,7 @@ def _load_hub(
 
     def _load(local_only: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         config = AutoConfig.from_pretrained(repo_id, local_files_only=local_only, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
+        model = _auto_class(config, trust_remote_code).from_pretrained(
             repo_id, config=config, local_files_only=local_only, dtype=torch_dtype, **kwargs
         )
         tokenizer = AutoTokenizer.from_pretrained(repo_id, local_files_only=local_only, **kwargs)
@@ -135,17 +195,16 @@ def _load_hub(
     except OSError as cached_err:
         if _is_offline():
             raise ModelNotAvailableError(
-                f"hub model {repo_id!r} (revision {revision or 'default'}) is not in the local Hugging Face cache "
-                "and the hub is offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set); download it first, e.g. "
-                f"`hf download {repo_id}` on a machine with network access, or save it to a folder with "
-                "save_pretrained and pass that folder"
+                f"hub model {repo_id!r} (revision {revision or 'main'}) is not in the Hugging Face cache "
+                f"({_hub_cache_hint()}) and the hub is offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set); "
+                f"download it first on a machine with network access: {_prefetch_hint(repo_id, revision)}"
             ) from cached_err
     try:
         return _load(local_only=False)
     except OSError as err:
         raise ModelNotAvailableError(
             f"hub model {repo_id!r} (revision {revision or 'default'}) could not be loaded: it is not cached and "
-            f"downloading failed ({err.__class__.__name__}: {err}); download it first (`hf download {repo_id}`) "
+            f"downloading failed ({err.__class__.__name__}: {err}); download it first: {_prefetch_hint(repo_id, revision)}, "
             "or pass a local save_pretrained folder"
         ) from err
 

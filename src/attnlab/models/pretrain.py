@@ -79,7 +79,7 @@ OPTIONAL_TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 #: Keys of a scratch model entry that are not size fields.
-NON_SIZE_SPEC_KEYS: frozenset[str] = frozenset({"architecture", "source", "dtype"})
+NON_SIZE_SPEC_KEYS: frozenset[str] = frozenset({"architecture", "source", "dtype", "diffusion"})
 
 #: Batches per length-sorted group when ``group_by_length`` is on.
 GROUP_BATCHES = 50
@@ -326,6 +326,33 @@ def next_token_loss_sum(model: PreTrainedModel, input_ids: torch.Tensor, labels:
     return loss.item(), int((shift_labels != -100).sum())
 
 
+class NextTokenObjective:
+    """The causal LMs' objective: mean next-token cross-entropy over the labelled targets (HF's shifted loss)."""
+
+    def train_loss(self, model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=input_ids, labels=labels).loss
+
+    def reset_validation(self) -> None:
+        """Nothing to reset: the next-token loss is deterministic."""
+
+    def validation_loss_sum(
+        self, model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[float, int]:
+        return next_token_loss_sum(model, input_ids, labels)
+
+
+def training_objective(model: PreTrainedModel, seed: int) -> Any:
+    """The loss for ``model.config.model_type``: LLaDA's masked-diffusion loss for ``attnlab_mdlm`` (see
+    :class:`attnlab.models.mdlm.MaskedDiffusionObjective`; its masks are seeded by ``seed``), else next-token CE."""
+    from attnlab.models.mdlm import MaskedDiffusionObjective, is_masked_diffusion_model
+
+    if is_masked_diffusion_model(model):
+        return MaskedDiffusionObjective(
+            model.config.mask_token_id, model.config.pad_token_id, sub_seed(seed, "mdlm-masking")
+        )
+    return NextTokenObjective()
+
+
 @torch.no_grad()
 def validation_loss(
     model: PreTrainedModel,
@@ -333,17 +360,21 @@ def validation_loss(
     pad_token_id: int,
     batch_size: int,
     label_sequences: Sequence[Sequence[int]] | None = None,
+    objective: Any = None,
 ) -> float:
-    """Token-weighted mean next-token loss on ``sequences`` (scored on ``label_sequences`` if given)."""
+    """Token-weighted mean loss on ``sequences`` (scored on ``label_sequences`` if given): next-token CE, or
+    ``objective.validation_loss_sum`` (see :func:`training_objective`)."""
     was_training = model.training
     model.eval()
+    objective = NextTokenObjective() if objective is None else objective
+    objective.reset_validation()
     total, count = 0.0, 0
     for start in range(0, len(sequences), batch_size):
         chunk = slice(start, start + batch_size)
         input_ids, labels = collate(
             sequences[chunk], pad_token_id, None if label_sequences is None else label_sequences[chunk]
         )
-        loss_sum, n = next_token_loss_sum(model, input_ids, labels)
+        loss_sum, n = objective.validation_loss_sum(model, input_ids, labels)
         total += loss_sum
         count += n
     model.train(was_training)
@@ -445,6 +476,7 @@ def pretrain(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.train()
+    objective = training_objective(model, seed)  # next-token CE, or the masked-diffusion loss for mdlm
     optimizer = torch.optim.AdamW(
         _parameter_groups(model, spec["weight_decay"]),
         lr=spec["learning_rate"],
@@ -458,7 +490,7 @@ def pretrain(
     rows: list[dict[str, Any]] = []
     tokens_seen = 0
     rows.append(
-        {"step": 0, "split": "validation", "loss": validation_loss(model, val_seqs, pad_id, batch_size, val_labels),
+        {"step": 0, "split": "validation", "loss": validation_loss(model, val_seqs, pad_id, batch_size, val_labels, objective),
          "lr": scheduler.get_last_lr()[0], "tokens_seen": 0}
     )
     start = time.perf_counter()
@@ -473,7 +505,7 @@ def pretrain(
                 [train_seqs[i] for i in rows_of_step], pad_id, [train_labels[i] for i in rows_of_step]
             )
         lr = scheduler.get_last_lr()[0]
-        loss = model(input_ids=input_ids, labels=labels).loss
+        loss = objective.train_loss(model, input_ids, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{architecture}: non-finite training loss {loss.item()} at step {step}")
         loss.backward()
@@ -484,7 +516,7 @@ def pretrain(
         tokens_seen += int((labels != -100).sum())
         rows.append({"step": step, "split": "train", "loss": loss.item(), "lr": lr, "tokens_seen": tokens_seen})
         if step % spec["eval_every"] == 0 or step == steps:
-            val = validation_loss(model, val_seqs, pad_id, batch_size, val_labels)
+            val = validation_loss(model, val_seqs, pad_id, batch_size, val_labels, objective)
             rows.append({"step": step, "split": "validation", "loss": val, "lr": lr, "tokens_seen": tokens_seen})
             bar.set_postfix(train=f"{loss.item():.3f}", val=f"{val:.3f}")
     wall_seconds = time.perf_counter() - start

@@ -6,6 +6,7 @@ Keys of ``size`` and which architectures read them:
 
 ==========================  =====  =========  ====  =====  ======  =========================================
 key                         llama  diffllama  gpt2  mamba  mamba2  meaning
+                            mdlm
 ==========================  =====  =========  ====  =====  ======  =========================================
 ``hidden_size``             yes    yes        yes   yes    yes     residual-stream width d
 ``num_layers``              yes    yes        yes   yes    yes     number of blocks
@@ -18,6 +19,9 @@ key                         llama  diffllama  gpt2  mamba  mamba2  meaning
 ``head_dim``                --     --         --    --     yes     Mamba-2 head width P (heads = expand*d/P)
 ``conv_kernel``             --     --         --    opt.   opt.    depthwise conv width (default 4)
 ==========================  =====  =========  ====  =====  ======  =========================================
+
+``mdlm`` (a masked diffusion LM, :mod:`attnlab.models.mdlm`) reads exactly Llama's keys and has exactly
+Llama's parameter count: it is a Llama without the causal mask, plus the tokenizer's ``<mask>`` id.
 
 "yes" keys are required by that architecture (a missing one is a ``ValueError``
 naming it); "--" keys are ignored by it; a key that no architecture knows is a
@@ -49,7 +53,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-SCRATCH_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mamba", "mamba2")
+from attnlab.models.mdlm import MDLMConfig  # also registers attnlab_mdlm with the Auto classes
+
+SCRATCH_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mamba", "mamba2", "mdlm")
 
 _REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "llama": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
@@ -57,6 +63,7 @@ _REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "gpt2": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
     "mamba": ("hidden_size", "num_layers", "state_size", "expand"),
     "mamba2": ("hidden_size", "num_layers", "state_size", "expand", "head_dim"),
+    "mdlm": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
 }
 _OPTIONAL_KEYS: frozenset[str] = frozenset({"num_kv_heads", "conv_kernel"})
 KNOWN_SIZE_KEYS: frozenset[str] = frozenset(k for keys in _REQUIRED_KEYS.values() for k in keys) | _OPTIONAL_KEYS
@@ -113,7 +120,7 @@ def build_scratch_config(
     }
     d = req["hidden_size"]
 
-    if architecture in ("llama", "diffllama"):
+    if architecture in ("llama", "diffllama", "mdlm"):
         heads = req["num_heads"]
         kv_heads = _positive_int(size, "num_kv_heads", architecture) if "num_kv_heads" in size else heads
         if d % heads:
@@ -124,7 +131,11 @@ def build_scratch_config(
             raise ValueError(
                 f"diffllama needs an even num_heads and num_kv_heads (head pairs), got {heads} and {kv_heads}"
             )
-        cls = LlamaConfig if architecture == "llama" else DiffLlamaConfig
+        cls = {"llama": LlamaConfig, "diffllama": DiffLlamaConfig, "mdlm": MDLMConfig}[architecture]
+        if architecture == "mdlm":
+            if tokenizer.mask_token_id is None:
+                raise ValueError("architecture 'mdlm' needs a tokenizer with a mask token (<mask>)")
+            common["mask_token_id"] = tokenizer.mask_token_id
         return cls(
             hidden_size=d,
             intermediate_size=req["intermediate_size"],
