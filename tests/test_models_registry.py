@@ -115,3 +115,16 @@ def test_parameter_budget_check():
     check_parameter_budget({"small": 1000, "big": 1100}, tolerance=0.1)
     with pytest.raises(ValueError, match="no models"):
         check_parameter_budget({})
+
+
+def test_mamba2_chunk_size_changes_speed_not_the_function(tokenizer):
+    torch.manual_seed(0)
+    whole = AutoModelForCausalLM.from_config(build_scratch_config("mamba2", SIZE, tokenizer)).eval()
+    chunked_config = build_scratch_config("mamba2", {**SIZE, "chunk_size": 8}, tokenizer)
+    assert chunked_config.chunk_size == 8 and whole.config.chunk_size == 256
+    chunked = AutoModelForCausalLM.from_config(chunked_config).eval()
+    chunked.load_state_dict(whole.state_dict())
+    ids = torch.randint(5, len(tokenizer), (2, 40))  # five chunks of 8
+    with torch.no_grad():
+        torch.testing.assert_close(chunked(ids).logits, whole(ids).logits, rtol=1e-4, atol=1e-4)
+    assert count_parameters(chunked_config) == count_parameters(whole.config)

@@ -18,6 +18,8 @@ key                         llama  diffllama  gpt2  mamba  mamba2  meaning
 ``expand``                  --     --         --    yes    yes     inner width = expand * d
 ``head_dim``                --     --         --    --     yes     Mamba-2 head width P (heads = expand*d/P)
 ``conv_kernel``             --     --         --    opt.   opt.    depthwise conv width (default 4)
+``chunk_size``              --     --         --    --     opt.    scan chunk length (default 256; the same function,
+                                                                 64 trains ~2x faster on CPU at 256-token blocks)
 ==========================  =====  =========  ====  =====  ======  =========================================
 
 ``mdlm`` (a masked diffusion LM, :mod:`attnlab.models.mdlm`) reads exactly Llama's keys and has exactly
@@ -65,7 +67,7 @@ _REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "mamba2": ("hidden_size", "num_layers", "state_size", "expand", "head_dim"),
     "mdlm": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
 }
-_OPTIONAL_KEYS: frozenset[str] = frozenset({"num_kv_heads", "conv_kernel"})
+_OPTIONAL_KEYS: frozenset[str] = frozenset({"num_kv_heads", "conv_kernel", "chunk_size"})
 KNOWN_SIZE_KEYS: frozenset[str] = frozenset(k for keys in _REQUIRED_KEYS.values() for k in keys) | _OPTIONAL_KEYS
 
 
@@ -184,6 +186,7 @@ def build_scratch_config(
         num_heads=inner // req["head_dim"],
         n_groups=1,
         conv_kernel=conv_kernel,
+        chunk_size=_positive_int(size, "chunk_size", architecture) if "chunk_size" in size else 256,
         **common,
     )
 
