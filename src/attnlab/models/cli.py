@@ -39,6 +39,7 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from attnlab.models.loader import resolve_device
     from attnlab.models.pretrain import extra_corpus_documents, pretrain, read_training_info
 
     extra_documents = [doc for path in args.extra_corpus for doc in extra_corpus_documents(_read_corpus(path), path)]
@@ -54,6 +55,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         curve_plot_path=args.curve_plot,
         progress=not args.no_progress,
         extra_documents=extra_documents,
+        device=resolve_device(args.device),
     )
     info = read_training_info(args.out)
     val = curve[curve.split == "validation"].loss
@@ -93,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--corpus", required=True, help="Parquet with question/answer columns")
     pre.add_argument("--extra-corpus", nargs="*", default=[], help="Parquet files with a 'text' column mixed into the corpus")
     pre.add_argument("--seed", required=True, type=int)
+    pre.add_argument("--device", default="cpu", help="auto (CUDA when visible), cpu, cuda, cuda:N (default cpu)")
     pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     pre.add_argument("--out", required=True, help="output model folder (save_pretrained)")
     pre.add_argument("--curve", required=True, help="loss-curve Parquet")

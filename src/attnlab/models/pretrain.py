@@ -374,6 +374,7 @@ def validation_loss(
         input_ids, labels = collate(
             sequences[chunk], pad_token_id, None if label_sequences is None else label_sequences[chunk]
         )
+        input_ids, labels = input_ids.to(model.device), labels.to(model.device)
         loss_sum, n = objective.validation_loss_sum(model, input_ids, labels)
         total += loss_sum
         count += n
@@ -407,6 +408,7 @@ def pretrain(
     curve_plot_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
     extra_documents: Sequence[str] = (),
+    device: str | torch.device = "cpu",
 ) -> pd.DataFrame:
     """Train a scratch causal LM from random init and save it with its tokenizer.
 
@@ -431,6 +433,7 @@ def pretrain(
         progress: show a tqdm progress bar.
         extra_documents: further documents (:func:`extra_corpus_documents`) mixed into the
             corpus; the loss covers all of their tokens (``loss_on`` concerns the math documents).
+        device: where to train (``"cuda"`` on a GPU node; batches are built on the CPU and moved there).
 
     Returns:
         The loss curve: one row per (step, split) with ``step, split
@@ -474,7 +477,7 @@ def pretrain(
         block_labels = torch.from_numpy(packed_blocks(train_labels, order, spec["max_length"], steps * batch_size))
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(config).to(device)
     model.train()
     objective = training_objective(model, seed)  # next-token CE, or the masked-diffusion loss for mdlm
     optimizer = torch.optim.AdamW(
@@ -505,6 +508,7 @@ def pretrain(
                 [train_seqs[i] for i in rows_of_step], pad_id, [train_labels[i] for i in rows_of_step]
             )
         lr = scheduler.get_last_lr()[0]
+        input_ids, labels = input_ids.to(device), labels.to(device)
         loss = objective.train_loss(model, input_ids, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{architecture}: non-finite training loss {loss.item()} at step {step}")
@@ -522,7 +526,7 @@ def pretrain(
     wall_seconds = time.perf_counter() - start
     curve = pd.DataFrame(rows, columns=[f.name for f in CURVE_SCHEMA])
 
-    model.eval()
+    model.eval().to("cpu")  # saved from the CPU: the same files wherever it trained
     model.generation_config.pad_token_id = pad_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
