@@ -43,6 +43,7 @@ rule pretrain:
         spec=lambda wc: shell_quote(pretrain_model_spec(wc.scratch_model)),
         train_spec=pretrain_spec,
         seed=lambda wc: pretrain_seed(wc.scratch_model),
+        device=STUDY["device"],
     log:
         f"{LOGS}/pretrain/{{scratch_model}}.log",
     benchmark:
@@ -56,6 +57,6 @@ rule pretrain:
         ENV
     shell:
         "attnlab models pretrain --spec {params.spec} --train-spec {params.train_spec} "
-        "--tokenizer {input.tokenizer} --corpus {input.corpus} --extra-corpus {input.extra} --seed {params.seed} "
+        "--tokenizer {input.tokenizer} --corpus {input.corpus} --extra-corpus {input.extra} --seed {params.seed} --device {params.device} "
         "--threads {threads} --out {output.model} --curve {output.curve} --curve-plot {output.plot} "
         "> {log} 2>&1"
