@@ -107,7 +107,7 @@ def _hatch(model: str) -> str | None:
 def _legend(figure: Figure, models: Sequence[str], colours: dict[str, str]) -> None:
     """One legend for all panels, below them (every model, even if absent from a panel)."""
     handles = [Patch(facecolor=colours[model], label=model, hatch=_hatch(model)) for model in models]
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 6), title="model")
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 3), title="model")
 
 
 def _save(figure: Figure, out_png: str | os.PathLike[str]) -> None:
