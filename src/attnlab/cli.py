@@ -18,9 +18,39 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from attnlab import __version__
+
+
+def json_object_arg(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object given on the command line (Snakemake passes config sections this way)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}): {text!r}")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}: {text!r}")
+    return value
+
+
+def read_json_spec(text: str) -> Any:
+    """A ``--spec`` value: JSON text, or the path of a JSON file.
+
+    Raises:
+        ValueError: naming the file and line for a malformed file, or saying the text is neither.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"--spec is neither valid JSON nor a file: {error}") from None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as file_error:
+            raise ValueError(f"{path}: invalid JSON (line {file_error.lineno}): {file_error.msg}") from None
 
 
 def _config_check(args: argparse.Namespace) -> int:

@@ -18,7 +18,6 @@ seed, batch_rows and the methods' path settings); ``score`` writes ``DIR/{method
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -32,16 +31,9 @@ LOG = logging.getLogger("attnlab.attribution")
 
 def parse_job_spec(text: str) -> dict[str, Any]:
     """The job spec from JSON text or a JSON file; must list ``methods`` (dp, stp, michel)."""
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as error:
-        path = Path(text)
-        if not path.is_file():
-            raise ValueError(f"--spec is neither valid JSON nor a file: {error}") from None
-        try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as file_error:
-            raise ValueError(f"{path}: invalid JSON (line {file_error.lineno}): {file_error.msg}") from None
+    from attnlab.cli import read_json_spec
+
+    spec = read_json_spec(text)
     if not isinstance(spec, dict) or not spec.get("methods"):
         raise ValueError("--spec must be a JSON object with a non-empty 'methods' list (dp, stp, michel)")
     return spec

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,16 +26,9 @@ __all__ = ["evaluate_file", "parse_spec", "register"]
 
 def parse_spec(text: str) -> dict[str, Any]:
     """The eval spec from a JSON string (as Snakemake passes config sections) or a path to a JSON file."""
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as error:
-        path = Path(text)
-        if not path.is_file():
-            raise ValueError(f"--spec is neither valid JSON nor a file: {error}") from None
-        try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as file_error:
-            raise ValueError(f"{path}: invalid JSON (line {file_error.lineno}): {file_error.msg}") from None
+    from attnlab.cli import read_json_spec
+
+    spec = read_json_spec(text)
     return normalize_eval_spec(spec)
 
 

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
-
-def _json_arg(text: str) -> dict[str, Any]:
-    """Parse a JSON object given on the command line (Snakemake passes config sections this way)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}): {text!r}")
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}: {text!r}")
-    return value
+from attnlab.cli import json_object_arg as _json_arg
 
 
 def _read_corpus(path: str):

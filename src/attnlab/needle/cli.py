@@ -12,22 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from typing import Any
 
+from attnlab.cli import json_object_arg as _json_arg
+
 logger = logging.getLogger(__name__)
-
-
-def _json_arg(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}")
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}: {text!r}")
-    return value
 
 
 def haystack_sentences(haystack: dict[str, Any]):

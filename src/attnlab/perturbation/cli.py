@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from attnlab.cli import json_object_arg as _json_arg
+
 log = logging.getLogger(__name__)
 
 #: keys of the perturbation config section that select probes (shared by run and jacobian)
 PROBE_KEYS = ("relation_names", "max_facts", "templates")
-
-
-def _json_arg(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}")
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
