@@ -164,6 +164,32 @@ def plot_accuracy(accuracy: pd.DataFrame, out_png: str | os.PathLike[str], metri
         _save(figure, out_png)
 
 
+def _plot_paired_differences(
+    rows: pd.DataFrame, value: str, out_png: str | os.PathLike[str], *, xlabel: str, ylabel: str, title: str
+) -> None:
+    """Grouped bars of a paired pass@1 difference ``value`` with its ``{value}_ci_low/high`` interval:
+    one panel per base dataset, one bar per model, a line at zero, a shared y range that includes 0."""
+    models = sorted(set(rows["model"]))
+    bases = sorted(set(rows["base"]))
+    colours = _model_colours(models)
+    low, high = f"{value}_ci_low", f"{value}_ci_high"
+    lowest = float(min(rows[low].min(), 0.0))
+    highest = float(max(rows[high].max(), 0.0))
+    margin = 0.05 * max(highest - lowest, 0.1)
+    with matplotlib.style.context("default"):
+        figure, axes = _panels(len(bases))
+        for panel, base in zip(axes, bases):
+            _grouped_bars(panel, rows[rows["base"] == base], value, low, high, models, colours)
+            panel.axhline(0.0, color="black", linewidth=0.8)
+            panel.set_title(base)
+            panel.set_xlabel(xlabel)
+            panel.set_ylim(lowest - margin, highest + margin)
+        axes[0].set_ylabel(ylabel)
+        figure.suptitle(title)
+        _legend(figure, models, colours)
+        _save(figure, out_png)
+
+
 def plot_robustness(robustness: pd.DataFrame, out_png: str | os.PathLike[str], metric: str = "strict") -> None:
     """Grouped bar chart of the pass@1 drop (noisy - clean) with Newcombe paired intervals.
 
@@ -182,24 +208,12 @@ def plot_robustness(robustness: pd.DataFrame, out_png: str | os.PathLike[str], m
         _placeholder(out_png, "Change of pass@1 under noise", "no noisy variants were evaluated")
         return
     rows = _select_metric(robustness, metric, "robustness", ("drop", "drop_ci_low", "drop_ci_high"))
-    models = sorted(set(rows["model"]))
-    bases = sorted(set(rows["base"]))
-    colours = _model_colours(models)
-    lowest = float(min(rows["drop_ci_low"].min(), 0.0))
-    highest = float(max(rows["drop_ci_high"].max(), 0.0))
-    margin = 0.05 * max(highest - lowest, 0.1)
-    with matplotlib.style.context("default"):
-        figure, axes = _panels(len(bases))
-        for panel, base in zip(axes, bases):
-            _grouped_bars(panel, rows[rows["base"] == base], "drop", "drop_ci_low", "drop_ci_high", models, colours)
-            panel.axhline(0.0, color="black", linewidth=0.8)
-            panel.set_title(base)
-            panel.set_xlabel("noise variant")
-            panel.set_ylim(lowest - margin, highest + margin)
-        axes[0].set_ylabel(f"pass@1 noisy − clean ({metric})")
-        figure.suptitle(f"Change of pass@1 under noise ({metric} match)\nerror bars: Newcombe paired interval")
-        _legend(figure, models, colours)
-        _save(figure, out_png)
+    _plot_paired_differences(
+        rows, "drop", out_png,
+        xlabel="noise variant",
+        ylabel=f"pass@1 noisy − clean ({metric})",
+        title=f"Change of pass@1 under noise ({metric} match)\nerror bars: Newcombe paired interval",
+    )
 
 
 def plot_sft_gain(sft: pd.DataFrame, out_png: str | os.PathLike[str], metric: str = "strict") -> None:
@@ -217,21 +231,9 @@ def plot_sft_gain(sft: pd.DataFrame, out_png: str | os.PathLike[str], metric: st
         _placeholder(out_png, "pass@1 gain from fine-tuning", "no fine-tuned models were evaluated")
         return
     rows = _select_metric(sft, metric, "sft", ("gain", "gain_ci_low", "gain_ci_high"))
-    models = sorted(set(rows["model"]))
-    bases = sorted(set(rows["base"]))
-    colours = _model_colours(models)
-    lowest = float(min(rows["gain_ci_low"].min(), 0.0))
-    highest = float(max(rows["gain_ci_high"].max(), 0.0))
-    margin = 0.05 * max(highest - lowest, 0.1)
-    with matplotlib.style.context("default"):
-        figure, axes = _panels(len(bases))
-        for panel, base in zip(axes, bases):
-            _grouped_bars(panel, rows[rows["base"] == base], "gain", "gain_ci_low", "gain_ci_high", models, colours)
-            panel.axhline(0.0, color="black", linewidth=0.8)
-            panel.set_title(base)
-            panel.set_xlabel("variant")
-            panel.set_ylim(lowest - margin, highest + margin)
-        axes[0].set_ylabel(f"pass@1 SFT − zero-shot ({metric})")
-        figure.suptitle(f"Gain from supervised fine-tuning ({metric} match)\nerror bars: Newcombe paired interval")
-        _legend(figure, models, colours)
-        _save(figure, out_png)
+    _plot_paired_differences(
+        rows, "gain", out_png,
+        xlabel="variant",
+        ylabel=f"pass@1 SFT − zero-shot ({metric})",
+        title=f"Gain from supervised fine-tuning ({metric} match)\nerror bars: Newcombe paired interval",
+    )
