@@ -31,6 +31,7 @@ from attnlab.attention import GEN, MAP_KINDS, QUERY_SCOPES, TOKEN_CLASSES
 from attnlab.attention.capture import LayerAttention, capture_attention, check_supported
 from attnlab.attention.masses import class_masses, negative_mass
 from attnlab.attention.tokens import prompt_token_classes
+from attnlab.models.mdlm import is_masked_diffusion_model
 
 __all__ = ["ALLOCATION_SCHEMA", "TOKEN_MAP_SCHEMA", "AllocationSpec", "allocation_tables"]
 
@@ -168,7 +169,7 @@ def allocation_tables(
             tokenizer, row.question, row.key_spans, row.noise_spans, where=f"item {row.id!r}: "
         )
         prepared.append((str(row.id), prompt, ids, classes))
-    diffusion = getattr(model.config, "model_type", None) == "attnlab_mdlm"
+    diffusion = is_masked_diffusion_model(model)
     scopes = [s for s in spec.query_scopes if not (diffusion and s == "generated")]  # no left-to-right decoding
     if diffusion and (mask_tokens < 1 or getattr(model.config, "mask_token_id", None) is None):
         raise ValueError("a masked diffusion LM needs mask_tokens >= 1 and config.mask_token_id")

@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from attnlab.attribution.gates import HeadGates
+from attnlab.models.mdlm import is_masked_diffusion_model
 from attnlab.prompts import format_example, format_question
 
 __all__ = [
     "EncodedItem",
     "ObjectiveSpec",
     "encode_items",
-    "is_masked_diffusion",
     "item_losses",
     "objective_rows",
     "row_losses",
@@ -52,7 +52,6 @@ __all__ = [
 TARGETS = ("solution", "final_answer")
 NORMALIZATIONS = ("mean_masked", "sum")
 FINAL_ANSWER_MARKER = "####"
-MDLM_MODEL_TYPE = "attnlab_mdlm"
 
 
 @dataclass(frozen=True)
@@ -110,11 +109,6 @@ class EncodedItem:
     def rows_per_gate(self) -> int:
         """Sequences evaluated per gate vector: K mask draws (mdlm) or 1."""
         return 1 if self.masked_ids is None else int(self.masked_ids.shape[0])
-
-
-def is_masked_diffusion(model: PreTrainedModel) -> bool:
-    """Whether ``model`` is the project's masked diffusion LM (``config.model_type == "attnlab_mdlm"``)."""
-    return getattr(model.config, "model_type", "") == MDLM_MODEL_TYPE
 
 
 def _mask_token_id(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
@@ -197,7 +191,7 @@ def encode_items(
     if missing:
         raise ValueError(f"{source}: missing column(s) {missing}")
     max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-    diffusion = is_masked_diffusion(model)
+    diffusion = is_masked_diffusion_model(model)
     mask_id = _mask_token_id(model, tokenizer) if diffusion else None
     items = []
     for item_id, question, answer in zip(data["id"], data["question"], data["answer"]):

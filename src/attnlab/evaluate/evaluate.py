@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from attnlab.evaluate.extraction import answers_match, extract_flexible, extract_strict
 from attnlab.evaluate.diffusion import generate_diffusion, normalize_diffusion_spec
 from attnlab.evaluate.generation import generate_greedy
+from attnlab.models.mdlm import is_masked_diffusion_model
 from attnlab.prompts import build_prompt
 
 __all__ = [
@@ -160,7 +161,7 @@ def evaluate_items(
     _check_data(data)
     prompts = [build_prompt(question, exemplars) for question in data["question"]]
     diffusion = spec["diffusion"]
-    if diffusion is None and getattr(model.config, "model_type", None) == "attnlab_mdlm":
+    if diffusion is None and is_masked_diffusion_model(model):
         diffusion = normalize_diffusion_spec({}, spec["max_new_tokens"])  # a masked diffusion LM never decodes greedily
     if diffusion is not None:  # masked diffusion LM: iterative unmasking (LLaDA), same Generation rows
         generations = generate_diffusion(

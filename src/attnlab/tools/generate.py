@@ -170,7 +170,9 @@ def _generate_texts(model, tokenizer, prompts: list[str], config: Mapping[str, A
     evaluation = (config or {}).get("evaluation", {})
     stops = list(evaluation.get("stop_sequences", DEFAULT_STOP_SEQUENCES))
     new_tokens = max_new_tokens or int(evaluation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-    if getattr(model.config, "model_type", "") == "attnlab_mdlm":
+    from attnlab.models.mdlm import is_masked_diffusion_model
+
+    if is_masked_diffusion_model(model):
         from attnlab.evaluate.diffusion import generate_diffusion
 
         settings = {"steps": 128, "block_length": 32, "remasking": "low_confidence", "seed": 0}
