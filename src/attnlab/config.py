@@ -248,7 +248,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
 
 
 def _sft_errors(config: Mapping[str, Any]) -> list[str]:
-    """SFT (issue 3): models, recipes, datasets and noise types named by the ``sft`` section exist."""
+    """SFT: models, recipes, datasets and noise types named by the ``sft`` section exist."""
     if config.get("skip_sft", True):
         return []
     from attnlab.data.registry import available_noise_types
@@ -289,7 +289,7 @@ def _sft_errors(config: Mapping[str, Any]) -> list[str]:
 
 
 def _attention_errors(config: Mapping[str, Any]) -> list[str]:
-    """Attention stage (issue 4, part 1): measured models exist and have attention the stage can capture."""
+    """Attention stage (research question 2): measured models exist and have attention the stage can capture."""
     if config.get("skip_attention", True):
         return []
     errors: list[str] = []
@@ -316,7 +316,7 @@ def _attention_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-# --- attention: helpers of the attention-allocation stage (issue 4, part 1) ------
+# --- attention: helpers of the attention-allocation stage (research question 2) ------
 
 #: scratch architectures whose attention the stage captures (mdlm: Llama modules, non-causal)
 ATTENTION_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mdlm")
@@ -386,7 +386,7 @@ def _needle_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-# --- needle: helpers of the needle-in-a-haystack stage (issue 4, part 2) --------
+# --- needle: helpers of the needle-in-a-haystack stage (research question 2) --------
 
 #: scratch architectures the needle probe runs on (causal attention it can capture)
 NEEDLE_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2")
@@ -475,7 +475,7 @@ def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-# --- attribution: HeadIG head attribution (issue 5 §2) --------------------------
+# --- attribution: HeadIG head attribution (research question 3) --------------------------
 # Pure helpers for workflow/rules/attribution.smk and the attribution CLI.
 
 #: scratch architectures whose attention heads the gates of attnlab.attribution.gates handle
@@ -585,13 +585,13 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
 
 
 def _validation_errors(config: Mapping[str, Any]) -> list[str]:
-    """Validation stage checks (issue 5 §3); they live in :mod:`attnlab.validation.settings`."""
+    """Validation stage checks (research question 3); they live in :mod:`attnlab.validation.settings`."""
     from attnlab.validation.settings import validation_errors
 
     return validation_errors(config)
 
 
-# --- mdlm (issue 5 §1): masked diffusion LMs and their generation settings ----
+# --- mdlm (research question 3): masked diffusion LMs and their generation settings ----
 
 
 def uses_diffusion_generation(model_spec: Mapping[str, Any]) -> bool:
@@ -740,7 +740,7 @@ def fewshot_seed(config: Mapping[str, Any]) -> int:
     return int(config["evaluation"].get("fewshot_seed", config["seed"]))
 
 
-# --- sft: supervised fine-tuning (issue 3) -------------------------------------
+# --- sft: supervised fine-tuning -------------------------------------
 # An SFT variant of model m with recipe r is named ``m+sft-r`` ('+' cannot occur in a
 # configured name, so the split is unambiguous) and lives in results/models/m+sft-r/.
 

@@ -1,4 +1,4 @@
-# Attention-allocation stage (issue 4, part 1): attention mass of the answer-producing query on key math
+# Attention-allocation stage (research question 2): attention mass of the answer-producing query on key math
 # information (KMI), inserted noise (NI), other content (OC) and the sink token, every layer and head.
 # Helper functions live at the end of common.smk (`# --- attention ---`).
 

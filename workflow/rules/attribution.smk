@@ -1,4 +1,4 @@
-# attribution stage (HeadIG, issue 5 §2): which attention heads matter for the gold answer.
+# attribution stage (HeadIG, research question 3): which attention heads matter for the gold answer.
 # Rules only; helper functions live in common.smk (--- attribution ---) or src/attnlab/attribution.
 #
 # One job per (model, base) computes every configured method (the model is loaded once; start-up dominates

@@ -1,4 +1,4 @@
-# SFT stage (issue 3): supervised fine-tuning of `sft.models` with every recipe in `sft.recipes`.
+# SFT stage: supervised fine-tuning of `sft.models` with every recipe in `sft.recipes`.
 # The variant `{model}+sft-{recipe}` is an ordinary model downstream (it is in MODELS), so
 # the evaluation, analysis and report rules handle it without special cases.
 # Helper functions live at the end of common.smk (`# --- sft ---`).

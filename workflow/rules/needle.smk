@@ -1,4 +1,4 @@
-# Needle-in-a-haystack stage (issue 4, part 2): retrieval accuracy and the fraction of the
+# Needle-in-a-haystack stage (research question 2): retrieval accuracy and the fraction of the
 # answer-producing query's attention on the answer span vs noise context, by needle depth
 # (the Differential Transformer paper's Table 3). Runs when the config has a `needle` section.
 # Helper functions live at the end of common.smk (`# --- needle ---`).

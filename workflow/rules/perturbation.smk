@@ -1,4 +1,4 @@
-# Perturbation stage (issue 6): neuron perturbation on factual relations and layer-wise Jacobians
+# Perturbation stage (research question 4): neuron perturbation on factual relations and layer-wise Jacobians
 # (docs/perturbation.md). The facts corpus rule runs whenever pretrain.extra_corpora lists facts.
 
 

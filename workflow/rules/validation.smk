@@ -1,4 +1,4 @@
-# validation stage (issue 5 §3): are the head scores causal? Head pruning and adaptive sparse attention.
+# validation stage (research question 3): are the head scores causal? Head pruning and adaptive sparse attention.
 # Rules only; helper functions live in common.smk (--- validation ---) or src/attnlab/validation.
 #
 # Both jobs of a (model, base) read the attribution score file, so changing HeadIG settings reruns them;

@@ -1,7 +1,7 @@
 """Generation by iterative unmasking for masked diffusion LMs (LLaDA's semi-autoregressive sampler).
 
 Nie et al. 2025, "Large Language Diffusion Models" (arXiv:2502.09992), Algorithm 5 (low-confidence remasking) with
-semi-autoregressive blocks (their §B.3 / ``generate.py``):
+semi-autoregressive blocks (their Appendix B.3 / ``generate.py``):
 
 1. x = prompt ‖ [M] × answer_length (M = the mask token); the answer is cut into answer_length / block_length blocks,
    decoded left to right, each in steps / n_blocks steps.

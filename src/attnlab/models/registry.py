@@ -1,7 +1,7 @@
 """From-scratch model configurations with matched parameter budgets.
 
 One ``size`` dict describes every scratch architecture, so the comparison differs
-only in the sequence mixer (design note "Scratch models are fair comparisons").
+only in the sequence mixer (same tokenizer, corpus, steps, seed and parameter budget).
 Keys of ``size`` and which architectures read them:
 
 ==========================  =====  =========  ====  =====  ======  =========================================

@@ -15,7 +15,7 @@ counts once), which is what a per-head average of its reported scores implies. `
 
 Intervals. A base model (e.g. ``llama``) has ``S >= 1`` training seeds (the model and its replicates). The cell
 estimate is the mean over seeds of the mean over items; its interval is a two-level percentile bootstrap
-(resample seeds with replacement, then items within each drawn seed; Davison & Hinkley 1997, §3.8). With one seed
+(resample seeds with replacement, then items within each drawn seed; Davison & Hinkley 1997, Sec. 3.8). With one seed
 it is the ordinary item bootstrap. Differences between two base models use independent resamples of each.
 """
 

@@ -7,7 +7,7 @@ V × (T·d) matrix (block-diagonal over a batch of texts, so texts are processed
 * **gradient sensitivity** ``E_v ‖J v‖ / ‖v‖`` over ``num_vectors`` random directions v (Gaussian,
   normalised to unit norm over the real tokens), averaged over texts;
 * **Lipschitz estimate** ``σ_max(J)`` = the spectral norm by power iteration on JᵀJ
-  (v ← Jᵀ(J v) / ‖Jᵀ(J v)‖, σ = ‖J v‖; Golub & Van Loan 2013, §8.2), reported as max and mean over texts
+  (v ← Jᵀ(J v) / ‖Jᵀ(J v)‖, σ = ‖J v‖; Golub & Van Loan 2013, Sec. 8.2), reported as max and mean over texts
   — a local Lipschitz constant of the remaining network at h;
 * **effective rank** ``exp(H(p))``, p_i = s_i / Σ_j s_j, s the singular values of the centered
   token-level hidden states H ∈ R^{N×d} of all real tokens of all texts (Roy & Vetterli 2007,

@@ -249,7 +249,7 @@ def prepare_for_analysis(model: PreTrainedModel) -> PreTrainedModel:
 
     Mamba-2's chunked scan pads every sequence to a multiple of ``chunk_size`` (256 by default) and
     builds ``chunk_size × chunk_size`` decay matrices per head, so a 30-token probe costs as much as
-    a 256-token one. The chunked scan is exact for any chunk length (Dao & Gu 2024, §6), so the
+    a 256-token one. The chunked scan is exact for any chunk length (Dao & Gu 2024, Sec. 6), so the
     mixers' ``chunk_size`` is lowered to :data:`ANALYSIS_CHUNK_SIZE`; outputs agree to float rounding
     (checked in tests). Other architectures are returned unchanged.
     """

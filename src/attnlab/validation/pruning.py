@@ -3,7 +3,7 @@
 Given head scores s[l, u] (``results/attribution/{model}/{base}/{method}.parquet``; higher = more important), a
 pruned fraction f and a strategy, the pruned set P is chosen and the heads in P are removed by the HeadIG gates
 (α = 0, :func:`attnlab.attribution.gates.head_mask_alpha`; Michel et al. 2019, "Are Sixteen Heads Really Better
-than One?", §3 — masking a head's contribution to the output projection). Strategies:
+than One?", Sec. 3 — masking a head's contribution to the output projection). Strategies:
 
 * ``most`` — the k heads with the highest score (ties: lower layer, then lower head first);
 * ``least`` — the k heads with the lowest score (same tie order);
