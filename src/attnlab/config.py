@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping
 import jsonschema
 import yaml
 
+from attnlab.models.architectures import architecture_names
 from attnlab.paths import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -234,7 +235,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
-        if spec["source"] == "scratch" and spec["architecture"] in ("llama", "diffllama", "gpt2", "mdlm"):
+        if spec["source"] == "scratch" and spec["architecture"] in architecture_names(attention=True):
             if "num_heads" not in spec:
                 errors.append(f"config key 'models.{name}.num_heads': required for architecture {spec['architecture']}")
             elif spec["hidden_size"] % spec["num_heads"]:
@@ -319,7 +320,7 @@ def _attention_errors(config: Mapping[str, Any]) -> list[str]:
 # --- attention: helpers of the attention-allocation stage (research question 2) ------
 
 #: scratch architectures whose attention the stage captures (mdlm: Llama modules, non-causal)
-ATTENTION_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mdlm")
+ATTENTION_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True)
 
 
 def attention_models(config: Mapping[str, Any]) -> list[str]:
@@ -389,7 +390,7 @@ def _needle_errors(config: Mapping[str, Any]) -> list[str]:
 # --- needle: helpers of the needle-in-a-haystack stage (research question 2) --------
 
 #: scratch architectures the needle probe runs on (causal attention it can capture)
-NEEDLE_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2")
+NEEDLE_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True, causal=True)
 
 
 def needle_enabled(config: Mapping[str, Any]) -> bool:
@@ -479,7 +480,7 @@ def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
 # Pure helpers for workflow/rules/attribution.smk and the attribution CLI.
 
 #: scratch architectures whose attention heads the gates of attnlab.attribution.gates handle
-ATTRIBUTION_ARCHITECTURES: frozenset[str] = frozenset({"llama", "diffllama", "gpt2", "mdlm"})
+ATTRIBUTION_ARCHITECTURES: frozenset[str] = frozenset(architecture_names(attention=True))
 #: config keys of the `attribution` section that change a method's scores (besides the objective)
 ATTRIBUTION_METHOD_KEYS: dict[str, tuple[str, ...]] = {
     "dp": ("baseline", "ig_steps", "quadrature", "postprocess"),
@@ -545,7 +546,7 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
     from attnlab.perturbation.relations import RelationsError, load_relations
 
     errors: list[str] = []
-    analysable = {"gpt2", "llama", "diffllama", "mamba", "mamba2"}
+    analysable = set(architecture_names(causal=True))
     for i, name in enumerate(section["models"]):
         spec = config["models"].get(name)
         if spec is None:
@@ -748,7 +749,7 @@ SFT_SEPARATOR = "+sft-"
 #: training problems per recipe for each size preset when ``samples`` is null (None = the whole split)
 SFT_PRESET_SAMPLES: dict[str, int | None] = {"quick": 200, "standard": 2000, "full": None}
 #: architectures SFT does not handle (masked diffusion has no next-token loss)
-SFT_UNSUPPORTED_ARCHITECTURES: frozenset[str] = frozenset({"mdlm"})
+SFT_UNSUPPORTED_ARCHITECTURES: frozenset[str] = frozenset(architecture_names(causal=False))
 SFT_LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": None, "merge": True}
 
 

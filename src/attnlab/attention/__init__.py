@@ -11,6 +11,8 @@ Submodules (``capture`` and ``masses`` import torch; this package file does not,
 
 from __future__ import annotations
 
+from attnlab.models.architectures import architecture_names
+
 #: map kinds: ``standard`` for ordinary attention heads; for DiffLlama head pair i the effective
 #: ``differential`` map A_i - λ·A_{i+H/2} and the two raw softmax maps ``raw_a`` = A_i, ``raw_b`` = A_{i+H/2}
 MAP_STANDARD = "standard"
@@ -28,4 +30,4 @@ KMI, NI, OC, SINK, GEN = range(len(TOKEN_CLASSES))
 QUERY_SCOPES: tuple[str, ...] = ("last_prompt_token", "generated")
 
 #: architectures (config ``models.<name>.architecture``) whose attention can be captured
-ATTENTION_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mdlm")
+ATTENTION_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True)

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from attnlab.models.architectures import model_types
 from attnlab.stats import bootstrap_ci
 
-SSM_TYPES = ("mamba", "mamba2")
+SSM_TYPES = model_types(ssm=True)
 KEYS = ["model", "model_type", "relation", "site", "layer", "mode"]
 
 

@@ -50,6 +50,8 @@ from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
+from attnlab.models.architectures import by_model_type, head_units
+
 __all__ = [
     "SPARSE_ATTENTION",
     "allocate_keep_ratios",
@@ -193,18 +195,14 @@ def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
     return found
 
 
-def _query_heads(model: PreTrainedModel) -> int:
-    return int(model.config.num_attention_heads)
-
-
 def _is_differential(model: PreTrainedModel) -> bool:
-    return model.config.model_type == "diffllama"
+    arch = by_model_type(model.config.model_type)
+    return arch is not None and arch.differential
 
 
 def units_per_layer(model: PreTrainedModel) -> int:
     """Head units of a layer: H query heads, or H/2 differential heads for DiffLlama."""
-    heads = _query_heads(model)
-    return heads // 2 if _is_differential(model) else heads
+    return head_units(model.config)
 
 
 def expand_unit_ratios(model: PreTrainedModel, unit_ratios: np.ndarray) -> np.ndarray:
