@@ -14,7 +14,7 @@ from attnlab.models import architectures
 from attnlab.models.architectures import ARCHITECTURES, architecture_names, by_model_type, model_types
 from attnlab.models.registry import build_scratch_config
 from attnlab.models.tokenizer import train_tokenizer
-from attnlab.paths import REPO_ROOT
+from attnlab.paths import SCHEMA_PATH
 
 from conftest import TINY_SIZE as SIZE
 
@@ -43,7 +43,7 @@ def _architecture_enums(node) -> list[list[str]]:
 
 
 def test_schema_enum_is_the_table():
-    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
+    schema = yaml.safe_load((SCHEMA_PATH).read_text(encoding="utf-8"))
     enums = _architecture_enums(schema)
     assert enums, "the schema declares no architecture enum"
     assert all(list(enum) == list(ARCHITECTURES) for enum in enums)

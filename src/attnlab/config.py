@@ -1,6 +1,6 @@
 """Study configuration: schema validation, defaults, and derived selections.
 
-The config is validated against ``workflow/schemas/config.schema.yaml`` (JSON
+The config is validated against ``attnlab/schemas/config.schema.yaml`` (JSON
 Schema 2020-12) when the Snakefile is parsed and by ``attnlab config check``.
 Errors name the offending key (``models.llama.architecture``) so that a typo
 fails before any job runs. After the schema, :func:`validate_config` checks what
@@ -20,9 +20,7 @@ import jsonschema
 import yaml
 
 from attnlab.models.architectures import architecture_names
-from attnlab.paths import REPO_ROOT
-
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+from attnlab.paths import SCHEMA_PATH
 
 #: test items per dataset for each size preset (``None`` = every item)
 PRESET_SAMPLES: dict[str, int | None] = {"quick": 20, "standard": 200, "full": None}

@@ -21,8 +21,8 @@ from attnlab.config import (
 
 
 try:
-    # the schema file itself, not workflow.source_path (a source-cache copy without the stages/ fragments beside it)
-    STUDY = validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    # the schema shipped with the package (attnlab/schemas: the main file and one fragment per stage)
+    STUDY = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
