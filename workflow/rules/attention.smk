@@ -33,7 +33,7 @@ rule attention_measure:
     conda:
         ENV
     shell:
-        "attnlab attention measure --model {params.location} --data {input.data} --variant {params.variants} "
+        "attnlab attention measure --model {params.location:q} --data {input.data} --variant {params.variants} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} "
         "--device {params.device} --threads {threads} {params.flags} "
         "--out {output.allocation} --tokens-out {output.tokens} > {log} 2>&1"

@@ -42,7 +42,7 @@ rule attribution:
     conda:
         ENV
     shell:
-        "attnlab attribution score --model {params.location} --data {input.data} --variants {params.variants} "
+        "attnlab attribution score --model {params.location:q} --data {input.data} --variants {params.variants} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
 

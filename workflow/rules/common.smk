@@ -20,6 +20,15 @@ from attnlab.config import (
 )
 
 
+from attnlab.yamlload import YAMLFileError as _YAMLFileError, load_yaml_file as _load_yaml_file
+
+# Snakemake's own reader keeps the last of two equal keys; re-read each config file strictly first.
+for _configfile in workflow.configfiles:
+    try:
+        _load_yaml_file(_configfile)
+    except _YAMLFileError as err:
+        raise WorkflowError(f"invalid config file: {err}") from None
+
 try:
     # the schema file itself, not workflow.source_path (a source-cache copy without the stages/ fragments beside it)
     STUDY = validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
@@ -54,6 +63,13 @@ def shell_quote(obj):
     import shlex
 
     return shlex.quote(as_json(obj))
+
+
+def shell_arg(value):
+    """One config string as one shell word (quoted when needed): no config value is interpreted by the shell."""
+    import shlex
+
+    return shlex.quote(str(value))
 
 
 def rule_resource(stage, key, default):
@@ -139,7 +155,7 @@ def evaluate_flags(wildcards, input):
     if "train" in input.keys():
         flags.append(f"--train {input.train}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
         if spec["trust_remote_code"]:
             flags.append("--trust-remote-code")
     elif spec["source"] == "sft" and spec["trust_remote_code"]:
@@ -220,7 +236,7 @@ def attribution_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = []
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -270,7 +286,7 @@ def sft_flags(wildcards):
     spec = model_spec(wildcards.sft_base)
     flags = []
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -336,7 +352,7 @@ def validation_flags(wildcards, input):
     if "train" in input.keys():
         flags.append(f"--train {input.train}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -365,7 +381,7 @@ def needle_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = [f"--dtype {spec.get('dtype', 'auto')}"]
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -410,7 +426,7 @@ def attention_flags(wildcards):
     if diffusion is not None:  # masked diffusion LM: the first decoding step's masked answer
         flags.append(f"--mask-tokens {diffusion['answer_length']}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -450,7 +466,7 @@ def perturbation_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = [f"--dtype {spec.get('dtype', 'auto')}"]
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
         if spec.get("trust_remote_code"):
             flags.append("--trust-remote-code")
     return " ".join(flags)

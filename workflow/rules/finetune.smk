@@ -64,7 +64,7 @@ rule sft:
     conda:
         ENV
     shell:
-        "attnlab sft train --model {params.location} --data {input.data} --spec {params.spec} "
+        "attnlab sft train --model {params.location:q} --data {input.data} --spec {params.spec} "
         "--device {params.device} --threads {threads} {params.flags} --name {wildcards.sft_base}+sft-{wildcards.recipe} "
         "--out {output.model} --curve {output.curve} --curve-plot {output.plot} > {log} 2>&1"
 

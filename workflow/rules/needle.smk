@@ -54,7 +54,7 @@ if needle_enabled(STUDY):
         conda:
             ENV
         shell:
-            "attnlab needle probe --model {params.location} --model-name {wildcards.model} --spec {params.spec} "
+            "attnlab needle probe --model {params.location:q} --model-name {wildcards.model} --spec {params.spec} "
             "--seed {params.seed} --device {params.device} --threads {threads} {params.flags} --no-progress "
             "--items-out {output.item_table} --out {output.probe} > {log} 2>&1"
 

@@ -26,7 +26,7 @@ rule corpus_facts:
     conda:
         ENV
     shell:
-        "attnlab perturbation corpus --relations {params.relations} --repeats {params.repeats} "
+        "attnlab perturbation corpus --relations {params.relations:q} --repeats {params.repeats} "
         "--seed {params.seed} --out {output} > {log} 2>&1"
 
 
@@ -67,8 +67,8 @@ if PERTURBATION_MODELS:
         conda:
             ENV
         shell:
-            "attnlab perturbation run --model {params.location} --model-name {wildcards.model} "
-            "--relations {params.relations} --spec {params.spec} --seed {params.seed} --device {params.device} "
+            "attnlab perturbation run --model {params.location:q} --model-name {wildcards.model} "
+            "--relations {params.relations:q} --spec {params.spec} --seed {params.seed} --device {params.device} "
             "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
 
     rule jacobian:
@@ -96,8 +96,8 @@ if PERTURBATION_MODELS:
         conda:
             ENV
         shell:
-            "attnlab perturbation jacobian --model {params.location} --model-name {wildcards.model} "
-            "--relations {params.relations} --spec {params.spec} --seed {params.seed} --device {params.device} "
+            "attnlab perturbation jacobian --model {params.location:q} --model-name {wildcards.model} "
+            "--relations {params.relations:q} --spec {params.spec} --seed {params.seed} --device {params.device} "
             "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
 
     rule perturbation_tables:

@@ -37,7 +37,7 @@ rule validation_pruning:
     conda:
         ENV
     shell:
-        "attnlab validation pruning --model {params.location} --data {input.data} --scores {input.scores} "
+        "attnlab validation pruning --model {params.location:q} --data {input.data} --scores {input.scores} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
 
@@ -64,7 +64,7 @@ rule validation_sparse:
     conda:
         ENV
     shell:
-        "attnlab validation sparse --model {params.location} --data {input.data} --scores {input.scores} "
+        "attnlab validation sparse --model {params.location:q} --data {input.data} --scores {input.scores} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
 
