@@ -56,3 +56,69 @@ def test_a_configfile_with_a_duplicate_key_is_rejected(tmp_path: Path) -> None:
     proc = snakemake(tmp_path, configfile, "-n", check=False)
     assert proc.returncode != 0
     assert f"{configfile}: line 11: duplicate key 'datasets.synthetic' (first on line 9)" in proc.stdout + proc.stderr
+
+
+def copy_library(tmp_path: Path) -> Path:
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "src" / "attnlab", src / "attnlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    return src
+
+
+def test_a_library_edit_reruns_the_stage_that_runs_it_and_a_comment_edit_nothing(
+    ci_study: tuple[Path, Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attnlab.config import model_variants, validate_config
+
+    from workflow_helpers import planned_jobs
+
+    workdir, configfile, config = ci_study
+    src = copy_library(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(src))
+    module = src / "attnlab" / "evaluate" / "cli.py"
+    text = module.read_text(encoding="utf-8")
+    module.write_text(text.replace("def evaluate_file(", "# evaluation of one data file\ndef evaluate_file(", 1))
+    assert planned_jobs(snakemake(workdir, configfile, "-n")) == set()  # a comment: nothing to rerun
+
+    code_edit = "    progress: bool = False,\n"
+    assert code_edit in text
+    module.write_text(text.replace(code_edit, "    progress: bool = True,\n", 1))
+    jobs = planned_jobs(snakemake(workdir, configfile, "-n"))
+    models = model_variants(validate_config(config, base_dir=workdir), list(config["models"]))
+    evaluations = {
+        ("evaluate", f"model={m}, base=synthetic, variant={v}") for m in models for v in ["clean", *config["noise"]["types"]]
+    }
+    assert jobs == evaluations | {("tables", ""), ("figures", ""), ("sft_tables", "")}
+    # without the code trigger the same edit reruns nothing
+    assert planned_jobs(snakemake(workdir, configfile, "-n", "--rerun-triggers", "mtime", "params", "input")) == set()
+
+
+def test_deleted_per_model_outputs_are_rebuilt(ci_study: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    import shutil
+
+    from workflow_helpers import planned_jobs
+
+    source, configfile, _ = ci_study
+    workdir = tmp_path / "study"
+    shutil.copytree(source, workdir, symlinks=True)
+    evaluation = workdir / "results/eval/llama/synthetic/clean.parquet"
+    before = evaluation.read_bytes()
+    evaluation.unlink()
+    snakemake(workdir, configfile)
+    assert evaluation.read_bytes() == before  # rebuilt, byte-identical
+    assert planned_jobs(snakemake(workdir, configfile, "-n")) == set()
+
+    shutil.rmtree(workdir / "results/models/gpt2")
+    jobs = planned_jobs(snakemake(workdir, configfile, "-n"))
+    assert ("pretrain", "scratch_model=gpt2") in jobs
+    assert ("evaluate", "model=gpt2, base=synthetic, variant=clean") in jobs
+    assert not any("llama" in wildcards for _, wildcards in jobs)
+
+
+def test_every_file_a_job_writes_is_declared(ci_study: tuple[Path, Path, dict]) -> None:
+    workdir, configfile, _ = ci_study
+    proc = snakemake(workdir, configfile, "--list-untracked")
+    untracked = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("results/")]
+    assert untracked == [], untracked

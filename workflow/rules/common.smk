@@ -35,6 +35,11 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
+# Each rule's command ends in "; : attnlab code <fingerprint>" of the library code its subcommand runs
+# (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
+# reruns the rule's jobs. `--rerun-triggers mtime params input software-env` leaves code changes out.
+from attnlab.fingerprint import code_marker
+
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
@@ -139,6 +144,33 @@ def all_outputs():
     ]
     outputs += [f"{RESULTS}/training/{m}/loss.png" for m in MODELS if m in SCRATCH]
     return outputs + [t for t in STAGE_TARGETS if t not in outputs]
+
+
+def per_job_outputs():
+    """Every per-model (and per-dataset) output the final targets are built from, for `rule all`.
+
+    Snakemake rebuilds a missing file only when something it must build needs it: a deleted model folder
+    or evaluation file under up-to-date tables would stay deleted ("Nothing to be done"). Listing these
+    files as targets rebuilds them, and then reruns what reads them. Call it after every rule file is
+    included (it reads the stages' model lists).
+    """
+    trained = [m for m in MODELS if m in SCRATCH or m in SFT_VARIANTS]
+    trained += [m for m in NEEDLE_MODELS if m in REPLICATES and m not in trained]
+    outputs = [f"{RESULTS}/data/{base}/{variant}.parquet" for base in DATASETS for variant in VARIANTS]
+    outputs += [f"{RESULTS}/models/{m}" for m in trained] + [f"{RESULTS}/training/{m}/loss.parquet" for m in trained]
+    outputs += eval_outputs() + attention_outputs() + attention_token_outputs()
+    outputs += needle_probe_outputs() + [f"{RESULTS}/needle/items/{m}.parquet" for m in NEEDLE_MODELS]
+    outputs += expand(
+        f"{RESULTS}/attribution/{{model}}/{{base}}/{{method}}{{suffix}}.parquet",
+        model=ATTRIBUTION_MODELS if ATTRIBUTION_METHODS else [], base=DATASETS, method=ATTRIBUTION_METHODS,
+        suffix=["", "_items"],
+    )
+    outputs += expand(
+        f"{RESULTS}/validation/{{model}}/{{base}}/{{kind}}.parquet",
+        model=VALIDATION_MODELS, base=DATASETS, kind=["pruning", "sparse"],
+    )
+    outputs += [f"{RESULTS}/{kind}/{m}.parquet" for m in PERTURBATION_MODELS for kind in ("perturbation", "jacobian")]
+    return outputs
 
 
 def evaluate_inputs(wildcards):

@@ -27,3 +27,4 @@ rule evaluate:
         "attnlab evaluate --model {params.location:q} --data {input.data} --spec {params.spec} "
         "--model-name {wildcards.model} --base {wildcards.base} --variant {wildcards.variant} "
         "--device {params.device} --threads {threads} {params.flags} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.evaluate.cli:_handle_evaluate")

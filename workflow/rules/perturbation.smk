@@ -28,6 +28,7 @@ rule corpus_facts:
     shell:
         "attnlab perturbation corpus --relations {params.relations:q} --repeats {params.repeats} "
         "--seed {params.seed} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.perturbation.cli:_cmd_corpus")
 
 
 if PERTURBATION_MODELS:
@@ -70,6 +71,7 @@ if PERTURBATION_MODELS:
             "attnlab perturbation run --model {params.location:q} --model-name {wildcards.model} "
             "--relations {params.relations:q} --spec {params.spec} --seed {params.seed} --device {params.device} "
             "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_run")
 
     rule jacobian:
         input:
@@ -99,6 +101,7 @@ if PERTURBATION_MODELS:
             "attnlab perturbation jacobian --model {params.location:q} --model-name {wildcards.model} "
             "--relations {params.relations:q} --spec {params.spec} --seed {params.seed} --device {params.device} "
             "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_jacobian")
 
     rule perturbation_tables:
         input:
@@ -139,6 +142,7 @@ if PERTURBATION_MODELS:
         shell:
             "attnlab perturbation tables --perturbation {input.perturbation} --jacobian {input.jacobian} "
             "--confidence {params.confidence} --seed {params.seed} --out-dir {params.out_dir} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_tables")
 
     rule perturbation_figures:
         input:
@@ -176,3 +180,4 @@ if PERTURBATION_MODELS:
             ENV
         shell:
             "attnlab perturbation figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_figures")

@@ -41,6 +41,7 @@ rule prefetch_model:
         "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
         "attnlab prefetch --model {params.repo_id:q} --revision {params.revision:q} "
         "--name {wildcards.model} --marker {output} > {log} 2>&1"
+        + code_marker("attnlab.tools.prefetch:_handle")
 
 
 rule prefetch_dataset:
@@ -68,3 +69,4 @@ rule prefetch_dataset:
         "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
         "attnlab prefetch --dataset {params.hub_id:q} {params.flags} "
         "--name {wildcards.base} --marker {output} > {log} 2>&1"
+        + code_marker("attnlab.tools.prefetch:_handle")
