@@ -47,4 +47,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         all_outputs(),
+        per_job_outputs(),
     default_target: True

@@ -37,9 +37,17 @@ class ConfigError(ValueError):
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict (an empty file is an error)."""
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    """Read a YAML config file into a dict (an empty file is an error).
+
+    Read strictly (:func:`attnlab.yamlload.load_yaml_file`): a duplicate key, bad YAML or a non-UTF-8
+    byte is a :class:`ConfigError` ``FILE: line N: what``.
+    """
+    from attnlab.yamlload import YAMLFileError, load_yaml_file
+
+    try:
+        data = load_yaml_file(path)
+    except YAMLFileError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
     return data
@@ -95,11 +103,14 @@ def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.Validatio
 
 def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """All schema violations of ``config`` as readable lines (empty if valid)."""
+    from attnlab.schema_messages import readable_message
+
     validator = jsonschema.Draft202012Validator(schema)
     lines: list[str] = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
-        for leaf in _leaf_errors(error):
-            line = _describe(leaf)
+        for leaf in _leaf_errors(error) if readable_message(error, lambda s: _resolve(s, schema)) is None else [error]:
+            readable = readable_message(leaf, lambda s: _resolve(s, schema))
+            line = f"config key '{_key(leaf.absolute_path)}': {readable}" if readable else _describe(leaf)
             if line not in lines:
                 lines.append(line)
     return lines
@@ -229,7 +240,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
             errors.append(f"config key '{flag}': the {stage} stage is not available in this release; keep it true")
     for stage_errors in (
         _sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors, _mdlm_errors,
-        _validation_errors,
+        _validation_errors, _cross_field_errors,
     ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
@@ -581,6 +592,14 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
             errors.append(f"config key 'perturbation.corpus.relations': {err}")
     return errors
 
+
+
+def _cross_field_errors(config: Mapping[str, Any]) -> list[str]:
+    """Checks across keys (hub name grammar, head/width divisibility, lengths vs positions, seed range):
+    :mod:`attnlab.config_checks`."""
+    from attnlab.config_checks import cross_field_errors
+
+    return cross_field_errors(config)
 
 
 def _validation_errors(config: Mapping[str, Any]) -> list[str]:

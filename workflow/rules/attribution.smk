@@ -42,9 +42,10 @@ rule attribution:
     conda:
         ENV
     shell:
-        "attnlab attribution score --model {params.location} --data {input.data} --variants {params.variants} "
+        "attnlab attribution score --model {params.location:q} --data {input.data} --variants {params.variants} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.attribution.cli:_handle_score")
 
 
 rule attribution_report:
@@ -82,6 +83,7 @@ rule attribution_report:
     shell:
         "attnlab attribution report --inputs {input} --out {output.table} --markdown {output.markdown} "
         "--figures-dir {params.figures_dir} > {log} 2>&1"
+        + code_marker("attnlab.attribution.cli:_handle_report")
 
 
 if ATTRIBUTION_MODELS and ATTRIBUTION_METHODS:

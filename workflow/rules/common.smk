@@ -20,11 +20,25 @@ from attnlab.config import (
 )
 
 
+from attnlab.yamlload import YAMLFileError as _YAMLFileError, load_yaml_file as _load_yaml_file
+
+# Snakemake's own reader keeps the last of two equal keys; re-read each config file strictly first.
+for _configfile in workflow.configfiles:
+    try:
+        _load_yaml_file(_configfile)
+    except _YAMLFileError as err:
+        raise WorkflowError(f"invalid config file: {err}") from None
+
 try:
     # the schema shipped with the package (attnlab/schemas: the main file and one fragment per stage)
     STUDY = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+
+# Each rule's command ends in "; : attnlab code <fingerprint>" of the library code its subcommand runs
+# (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
+# reruns the rule's jobs. `--rerun-triggers mtime params input software-env` leaves code changes out.
+from attnlab.fingerprint import code_marker
 
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
@@ -54,6 +68,13 @@ def shell_quote(obj):
     import shlex
 
     return shlex.quote(as_json(obj))
+
+
+def shell_arg(value):
+    """One config string as one shell word (quoted when needed): no config value is interpreted by the shell."""
+    import shlex
+
+    return shlex.quote(str(value))
 
 
 def rule_resource(stage, key, default):
@@ -125,6 +146,33 @@ def all_outputs():
     return outputs + [t for t in STAGE_TARGETS if t not in outputs]
 
 
+def per_job_outputs():
+    """Every per-model (and per-dataset) output the final targets are built from, for `rule all`.
+
+    Snakemake rebuilds a missing file only when something it must build needs it: a deleted model folder
+    or evaluation file under up-to-date tables would stay deleted ("Nothing to be done"). Listing these
+    files as targets rebuilds them, and then reruns what reads them. Call it after every rule file is
+    included (it reads the stages' model lists).
+    """
+    trained = [m for m in MODELS if m in SCRATCH or m in SFT_VARIANTS]
+    trained += [m for m in NEEDLE_MODELS if m in REPLICATES and m not in trained]
+    outputs = [f"{RESULTS}/data/{base}/{variant}.parquet" for base in DATASETS for variant in VARIANTS]
+    outputs += [f"{RESULTS}/models/{m}" for m in trained] + [f"{RESULTS}/training/{m}/loss.parquet" for m in trained]
+    outputs += eval_outputs() + attention_outputs() + attention_token_outputs()
+    outputs += needle_probe_outputs() + [f"{RESULTS}/needle/items/{m}.parquet" for m in NEEDLE_MODELS]
+    outputs += expand(
+        f"{RESULTS}/attribution/{{model}}/{{base}}/{{method}}{{suffix}}.parquet",
+        model=ATTRIBUTION_MODELS if ATTRIBUTION_METHODS else [], base=DATASETS, method=ATTRIBUTION_METHODS,
+        suffix=["", "_items"],
+    )
+    outputs += expand(
+        f"{RESULTS}/validation/{{model}}/{{base}}/{{kind}}.parquet",
+        model=VALIDATION_MODELS, base=DATASETS, kind=["pruning", "sparse"],
+    )
+    outputs += [f"{RESULTS}/{kind}/{m}.parquet" for m in PERTURBATION_MODELS for kind in ("perturbation", "jacobian")]
+    return outputs
+
+
 def evaluate_inputs(wildcards):
     inputs = {"data": f"{RESULTS}/data/{wildcards.base}/{wildcards.variant}.parquet"}
     if STUDY["evaluation"]["num_fewshot"] > 0:
@@ -139,7 +187,7 @@ def evaluate_flags(wildcards, input):
     if "train" in input.keys():
         flags.append(f"--train {input.train}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
         if spec["trust_remote_code"]:
             flags.append("--trust-remote-code")
     elif spec["source"] == "sft" and spec["trust_remote_code"]:
@@ -220,7 +268,7 @@ def attribution_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = []
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -270,7 +318,7 @@ def sft_flags(wildcards):
     spec = model_spec(wildcards.sft_base)
     flags = []
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -336,7 +384,7 @@ def validation_flags(wildcards, input):
     if "train" in input.keys():
         flags.append(f"--train {input.train}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -365,7 +413,7 @@ def needle_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = [f"--dtype {spec.get('dtype', 'auto')}"]
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -410,7 +458,7 @@ def attention_flags(wildcards):
     if diffusion is not None:  # masked diffusion LM: the first decoding step's masked answer
         flags.append(f"--mask-tokens {diffusion['answer_length']}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -450,7 +498,7 @@ def perturbation_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = [f"--dtype {spec.get('dtype', 'auto')}"]
     if spec["source"] == "hub":
-        flags.append(f"--revision {spec['revision']}")
+        flags.append(f"--revision {shell_arg(spec['revision'])}")
         if spec.get("trust_remote_code"):
             flags.append("--trust-remote-code")
     return " ".join(flags)

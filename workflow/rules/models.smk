@@ -23,6 +23,7 @@ rule tokenizer:
     shell:
         "attnlab models tokenizer --corpus {input.corpus} --vocab-size {params.vocab_size} "
         "--out {output} > {log} 2>&1"
+        + code_marker("attnlab.models.cli:_cmd_tokenizer")
 
 
 rule pretrain:
@@ -60,3 +61,4 @@ rule pretrain:
         "--tokenizer {input.tokenizer} --corpus {input.corpus} --extra-corpus {input.extra} --seed {params.seed} --device {params.device} "
         "--threads {threads} --out {output.model} --curve {output.curve} --curve-plot {output.plot} "
         "> {log} 2>&1"
+        + code_marker("attnlab.models.cli:_cmd_pretrain")

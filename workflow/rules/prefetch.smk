@@ -39,8 +39,9 @@ rule prefetch_model:
         ENV
     shell:
         "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
-        "attnlab prefetch --model {params.repo_id} --revision {params.revision} "
+        "attnlab prefetch --model {params.repo_id:q} --revision {params.revision:q} "
         "--name {wildcards.model} --marker {output} > {log} 2>&1"
+        + code_marker("attnlab.tools.prefetch:_handle")
 
 
 rule prefetch_dataset:
@@ -49,7 +50,7 @@ rule prefetch_dataset:
     params:
         hub_id=lambda wc: STUDY["datasets"][wc.base]["hub_id"],
         flags=lambda wc: " ".join(
-            f"--{flag} {STUDY['datasets'][wc.base][key]}"
+            f"--{flag} {shell_arg(STUDY['datasets'][wc.base][key])}"
             for key, flag in (("hub_config", "dataset-config"), ("revision", "revision"))
             if STUDY["datasets"][wc.base].get(key) is not None
         ),
@@ -66,5 +67,6 @@ rule prefetch_dataset:
         ENV
     shell:
         "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
-        "attnlab prefetch --dataset {params.hub_id} {params.flags} "
+        "attnlab prefetch --dataset {params.hub_id:q} {params.flags} "
         "--name {wildcards.base} --marker {output} > {log} 2>&1"
+        + code_marker("attnlab.tools.prefetch:_handle")

@@ -22,6 +22,9 @@ rule tables:
             caption="../report/accuracy_markdown.rst",
             category="Noise robustness",
         ),
+        # the .csv / .md copies attnlab.report.tables.write_tables writes beside each table
+        copies=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=["accuracy", "robustness", "mcnemar"], ext=["csv"])
+        + expand(f"{RESULTS}/tables/{{table}}.md", table=["robustness", "mcnemar"]),
     params:
         out_dir=lambda wc, output: os.path.dirname(output.accuracy),
     log:
@@ -36,6 +39,7 @@ rule tables:
         ENV
     shell:
         "attnlab report tables --inputs {input} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.report.cli:run_tables")
 
 
 rule figures:
@@ -68,3 +72,4 @@ rule figures:
         ENV
     shell:
         "attnlab report figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.report.cli:run_figures")

@@ -37,9 +37,10 @@ rule validation_pruning:
     conda:
         ENV
     shell:
-        "attnlab validation pruning --model {params.location} --data {input.data} --scores {input.scores} "
+        "attnlab validation pruning --model {params.location:q} --data {input.data} --scores {input.scores} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_pruning")
 
 
 rule validation_sparse:
@@ -64,9 +65,10 @@ rule validation_sparse:
     conda:
         ENV
     shell:
-        "attnlab validation sparse --model {params.location} --data {input.data} --scores {input.scores} "
+        "attnlab validation sparse --model {params.location:q} --data {input.data} --scores {input.scores} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_sparse")
 
 
 rule validation_tables:
@@ -115,6 +117,7 @@ rule validation_tables:
     shell:
         "attnlab validation tables --pruning {input.pruning} --sparse {input.sparse} "
         "--out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_tables")
 
 
 rule validation_figures:
@@ -149,6 +152,7 @@ rule validation_figures:
         ENV
     shell:
         "attnlab validation figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_figures")
 
 
 if VALIDATION_MODELS:
