@@ -11,8 +11,8 @@ Jacobian analysis. The masked diffusion entries (LLaDA, Dream: remote code) are 
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,22 +87,49 @@ def paper_run(tmp_path_factory, one_torch_thread):
 
 
 def test_paper_config_runs_every_stage_on_the_standins(paper_run):
+    import pandas as pd
+
     workdir, proc, paper = paper_run
     results = workdir / "results"
     models = OVERRIDES["select_models"]
-    for model in models:
+    for model in models:  # prefetch resolved every entry (the reyllama pair in its sub-folder) from the cache
         marker = json.loads((results / "prefetch" / "models" / f"{model}.json").read_text())
         assert marker["subfolder"] == paper["models"][model].get("subfolder")
         for variant in OVERRIDES["select_variants"]:
-            assert (results / "eval" / model / "gsm8k" / f"{variant}.parquet").is_file()
+            evaluated = pd.read_parquet(results / "eval" / model / "gsm8k" / f"{variant}.parquet")
+            assert len(evaluated) == OVERRIDES["max_samples"] and evaluated["generation"].notna().all()
     for model in paper["attention"]["models"]:
-        assert (results / "attention" / model / "gsm8k" / "clean.parquet").is_file()
+        allocation = pd.read_parquet(results / "attention" / model / "gsm8k" / "clean.parquet")
+        assert set(allocation["item"]) and allocation["total_mass"].notna().all()
     for model in paper["needle"]["models"]:
-        assert (results / "needle" / f"{model}.parquet").is_file()
+        assert len(pd.read_parquet(results / "needle" / f"{model}.parquet")) > 0
     for model in paper["attribution"]["models"]:
-        assert (results / "attribution" / model / "gsm8k" / "dp.parquet").is_file()
+        scores = pd.read_parquet(results / "attribution" / model / "gsm8k" / "dp.parquet")
+        heads = 2 if model.startswith("diffllama") else 4  # DiffLlama: one unit per head pair (i, i + H/2)
+        assert len(scores) == 2 * heads and scores["score"].notna().all()
+    for model in paper["validation"]["models"]:
+        for kind in ("pruning", "sparse"):
+            assert len(pd.read_parquet(results / "validation" / model / "gsm8k" / f"{kind}.parquet")) > 0
     for model in paper["perturbation"]["models"]:
-        assert (results / "perturbation" / f"{model}.parquet").is_file()
-        assert (results / "jacobian" / f"{model}.parquet").is_file()
-    for table in ("accuracy", "attention", "needle", "perturbation", "jacobian"):
+        assert len(pd.read_parquet(results / "perturbation" / f"{model}.parquet")) > 0
+        jacobian = pd.read_parquet(results / "jacobian" / f"{model}.parquet")
+        assert list(jacobian["layer"]) == [0, 1] and (jacobian["num_tokens"] >= jacobian["hidden_size"]).all()
+    for table in ("accuracy", "attention_ratios", "needle_depth", "attribution_correlations", "pruning",
+                  "sparse_attention", "perturbation", "jacobian"):  # fmt: skip
         assert (results / "tables" / f"{table}.parquet").is_file(), table
+
+
+def test_every_model_stage_of_the_paper_config_asks_for_a_gpu(paper_run):
+    """The resources the paper config's own rule_resources give the stand-in run's model jobs."""
+    workdir, proc, paper = paper_run
+    log = proc.stdout + proc.stderr
+    model_rules = {"evaluate", "attention_measure", "needle_probe", "attribution", "validation_pruning",
+                   "validation_sparse", "perturbation", "jacobian"}  # fmt: skip
+    seen = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", log):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if head and head.group(1) in model_rules:
+            resources = re.search(r"^\s*resources: (.*)$", block, re.M).group(1)
+            assert re.search(r"\bgpu=1\b", resources), (head.group(1), resources)
+            seen.add(head.group(1))
+    assert seen == model_rules

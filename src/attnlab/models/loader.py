@@ -179,6 +179,27 @@ def _load_adapter(
     return model, tokenizer
 
 
+def _subfolder_hint(repo_id: str, revision: str | None) -> str:
+    """When the cached repository has no ``config.json`` at its top level but sub-folders that do (a Trainer
+    checkpoint published inside the repository), the sentence that names them; else ``""``."""
+    from attnlab.tools.hfcache import hub_cache_dir, resolve_revision
+
+    cache = hub_cache_dir()
+    commit = resolve_revision(cache, "model", repo_id, revision)
+    if commit is None:
+        return ""
+    snapshot = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit
+    if not snapshot.is_dir() or (snapshot / "config.json").is_file():
+        return ""
+    found = sorted({p.parent.relative_to(snapshot).as_posix() for p in [*snapshot.glob("*/config.json"), *snapshot.glob("*/*/config.json")]})
+    if not found:
+        return ""
+    return (
+        f"the cached repository has no config.json at its top level; the model files are in sub-folder(s) "
+        f"{', '.join(repr(f) for f in found)}: set subfolder: {found[0]} in the model's config entry"
+    )
+
+
 def _load_hub(
     repo_id: str, torch_dtype: torch.dtype, trust_remote_code: bool, revision: str | None, subfolder: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -198,6 +219,9 @@ def _load_hub(
     try:
         return _load(local_only=True)
     except OSError as cached_err:
+        hint = "" if subfolder else _subfolder_hint(repo_id, revision)
+        if hint:
+            raise ModelNotAvailableError(f"hub model {where} (revision {revision or 'main'}): {hint}") from cached_err
         if _is_offline():
             raise ModelNotAvailableError(
                 f"hub model {where} (revision {revision or 'main'}) is not in the Hugging Face cache "
