@@ -249,3 +249,18 @@ def test_stochastic_threshold_path_without_interior_points_is_rejected():
         config["attribution"]["methods"] = ["dp"]
         validate_config(config)
     validate_config(_paper(**{"attribution.ig_steps": 3, "attribution.methods": ["dp", "stp"]}))
+
+
+def test_needle_contexts_beyond_a_cached_hub_models_positions_fail_at_config_time(tmp_path, standins):
+    hub, _ = standins
+    shutil.copytree(hub, tmp_path / "hub", symlinks=True)
+    cache = {"prefetch.hf_cache_dir": str(tmp_path)}
+    validate_config(_paper(**cache))  # 1,024-token contexts fit the stand-ins' 131,072 positions
+    snapshot = next((tmp_path / "hub" / "models--reyllama--Llama_375M" / "snapshots").iterdir())
+    config_file = snapshot / REYLLAMA_SUBFOLDER / "config.json"
+    fields = json.loads(config_file.read_text())
+    fields["max_position_embeddings"] = 512
+    config_file.unlink()  # a copy of the cache entry, not the shared stand-in
+    config_file.write_text(json.dumps(fields))
+    with pytest.raises(ConfigError, match=r"needle.context_lengths': 1024 tokens .* exceed the 512 positions of 'llama-375m'"):
+        validate_config(_paper(**cache))

@@ -230,7 +230,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
             errors.append(f"config key '{flag}': the {stage} stage is not available in this release; keep it true")
     for stage_errors in (
         _sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors, _mdlm_errors,
-        _validation_errors, _attribution_path_errors,
+        _validation_errors, _attribution_path_errors, _needle_hub_context_errors,
     ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
@@ -609,14 +609,10 @@ def hub_model_files(config: Mapping[str, Any], name: str) -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
-def model_hidden_size(config: Mapping[str, Any], name: str) -> int | None:
-    """The residual width of a model: ``hidden_size`` of a scratch entry, or of a hub entry's cached ``config.json``
-    (``hidden_size`` / GPT-2's ``n_embd`` / ``d_model``); ``None`` when it cannot be known before the job."""
+def _hub_config_field(config: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> int | None:
+    """The first integer of ``keys`` in a hub entry's cached ``config.json`` (``None``: not cached / not there)."""
     import json
 
-    spec = model_entry(config, name)
-    if spec["source"] == "scratch":
-        return int(spec["hidden_size"])
     folder = hub_model_files(config, name)
     if folder is None:
         return None
@@ -624,11 +620,39 @@ def model_hidden_size(config: Mapping[str, Any], name: str) -> int | None:
         fields = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    fields = fields.get("text_config", fields) if "hidden_size" not in fields else fields
-    for key in ("hidden_size", "n_embd", "d_model"):
+    for key in keys:
         if isinstance(fields.get(key), int):
             return int(fields[key])
     return None
+
+
+def model_hidden_size(config: Mapping[str, Any], name: str) -> int | None:
+    """The residual width of a model: ``hidden_size`` of a scratch entry, or of a hub entry's cached ``config.json``
+    (``hidden_size`` / GPT-2's ``n_embd`` / ``d_model``); ``None`` when it cannot be known before the job."""
+    spec = model_entry(config, name)
+    if spec["source"] == "scratch":
+        return int(spec["hidden_size"])
+    return _hub_config_field(config, name, ("hidden_size", "n_embd", "d_model"))
+
+
+def _needle_hub_context_errors(config: Mapping[str, Any]) -> list[str]:
+    """Needle contexts + answer fit the positions of the probed hub models whose config is cached
+    (``max_position_embeddings`` / GPT-2's ``n_positions``); scratch models are checked by :func:`_needle_errors`."""
+    if "needle" not in config or _needle_errors(config):
+        return []
+    section = config["needle"]
+    longest = max(section["context_lengths"]) + section["max_new_tokens"]
+    errors = []
+    for name in dict.fromkeys(spec["base"] for spec in needle_models(config).values()):
+        if config["models"][name]["source"] != "hub":
+            continue
+        positions = _hub_config_field(config, name, ("max_position_embeddings", "n_positions"))
+        if positions is not None and longest > positions:
+            errors.append(
+                f"config key 'needle.context_lengths': {max(section['context_lengths'])} tokens + max_new_tokens "
+                f"{section['max_new_tokens']} exceed the {positions} positions of {name!r} (its config.json)"
+            )
+    return errors
 
 
 def _token_count(folder: Path | None, texts: list[str]) -> tuple[int, bool]:
