@@ -18,6 +18,15 @@ pad id never needs to be predicted, so reusing eos is harmless. For training
 and a tokenizer without one is returned unchanged — a trainer must add a real pad
 token (or mask by ``attention_mask``, not by token id) rather than reuse eos,
 which would mask the eos targets out of the loss.
+
+A tokenizer with entries beyond the model's embedding rows (an added pad token past
+the matrix, as in the reyllama checkpoints) is handled by
+:func:`fit_tokenizer_to_embeddings`: an out-of-range pad is re-pointed to eos, any
+other out-of-range token that text or a special-token role can produce is an error.
+
+Hub repositories that keep the model in a folder (a Trainer ``checkpoint-N/``) are
+loaded with ``subfolder=``; a cached repository whose top level has no ``config.json``
+gets an error naming the sub-folders that have one.
 """
 
 from __future__ import annotations
