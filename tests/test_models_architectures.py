@@ -43,7 +43,7 @@ def _architecture_enums(node) -> list[list[str]]:
 
 
 def test_schema_enum_is_the_table():
-    schema = yaml.safe_load((SCHEMA_PATH).read_text(encoding="utf-8"))
+    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
     enums = _architecture_enums(schema)
     assert enums, "the schema declares no architecture enum"
     assert all(list(enum) == list(ARCHITECTURES) for enum in enums)

@@ -240,7 +240,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
             errors.append(f"config key '{flag}': the {stage} stage is not available in this release; keep it true")
     for stage_errors in (
         _sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors, _mdlm_errors,
-        _validation_errors, _cross_field_errors,
+        _validation_errors, _cross_field_errors, _attribution_path_errors, _needle_hub_context_errors,
     ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
@@ -590,7 +590,157 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
             load_relations(section["corpus"]["relations"])
         except (FileNotFoundError, RelationsError) as err:
             errors.append(f"config key 'perturbation.corpus.relations': {err}")
+    if not errors:
+        errors += _jacobian_errors(config)
     return errors
+
+
+# --- checks against the models' own configs and tokenizers (what a job would otherwise find hours in) ----------
+
+
+def hub_model_files(config: Mapping[str, Any], name: str) -> Path | None:
+    """The folder holding a hub entry's ``config.json`` and tokenizer when it is on this machine: a local folder,
+    or the Hugging Face cache snapshot (its ``subfolder``); ``None`` for scratch models and uncached ids."""
+    from attnlab.tools.hfcache import cached_model_snapshot, hub_cache_dir, is_local_path
+
+    spec = model_entry(config, name)
+    if spec["source"] != "hub":
+        return None
+    subfolder = spec.get("subfolder")
+    if is_local_path(spec["id"]):
+        folder = Path(spec["id"]).expanduser()
+    else:
+        root = (config.get("prefetch") or {}).get("hf_cache_dir")
+        snapshot = cached_model_snapshot(spec["id"], spec.get("revision", "main"), hub_cache_dir(root), subfolder)
+        if snapshot is None:
+            return None
+        folder = snapshot
+    folder = folder / subfolder if subfolder else folder
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _hub_config_field(config: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> int | None:
+    """The first integer of ``keys`` in a hub entry's cached ``config.json`` (``None``: not cached / not there)."""
+    import json
+
+    folder = hub_model_files(config, name)
+    if folder is None:
+        return None
+    try:
+        fields = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for key in keys:
+        if isinstance(fields.get(key), int):
+            return int(fields[key])
+    return None
+
+
+def model_hidden_size(config: Mapping[str, Any], name: str) -> int | None:
+    """The residual width of a model: ``hidden_size`` of a scratch entry, or of a hub entry's cached ``config.json``
+    (``hidden_size`` / GPT-2's ``n_embd`` / ``d_model``); ``None`` when it cannot be known before the job."""
+    spec = model_entry(config, name)
+    if spec["source"] == "scratch":
+        return int(spec["hidden_size"])
+    return _hub_config_field(config, name, ("hidden_size", "n_embd", "d_model"))
+
+
+def _needle_hub_context_errors(config: Mapping[str, Any]) -> list[str]:
+    """Needle contexts + answer fit the positions of the probed hub models whose config is cached
+    (``max_position_embeddings`` / GPT-2's ``n_positions``); scratch models are checked by :func:`_needle_errors`."""
+    if "needle" not in config or _needle_errors(config):
+        return []
+    section = config["needle"]
+    longest = max(section["context_lengths"]) + section["max_new_tokens"]
+    errors = []
+    for name in dict.fromkeys(spec["base"] for spec in needle_models(config).values()):
+        if config["models"][name]["source"] != "hub":
+            continue
+        positions = _hub_config_field(config, name, ("max_position_embeddings", "n_positions"))
+        if positions is not None and longest > positions:
+            errors.append(
+                f"config key 'needle.context_lengths': {max(section['context_lengths'])} tokens + max_new_tokens "
+                f"{section['max_new_tokens']} exceed the {positions} positions of {name!r} (its config.json)"
+            )
+    return errors
+
+
+def _token_count(folder: Path | None, texts: list[str]) -> tuple[int, bool]:
+    """Tokens of ``texts`` with special tokens, as the job counts them: exact with the model's ``tokenizer.json``
+    (``tokenizers``, the file the job's fast tokenizer reads), else an upper bound — UTF-8 bytes + 2 per text —
+    that holds for byte-level BPE (every token covers ≥ 1 byte; at most a bos and an eos are added).
+    Returns ``(count, exact)``."""
+    if folder is not None and (folder / "tokenizer.json").is_file():
+        try:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            return sum(len(tokenizer.encode(t).ids) for t in texts), True
+        except Exception:  # an unreadable file: fall back to the bound, the job reports the real problem
+            pass
+    return sum(len(t.encode("utf-8")) + 2 for t in texts), False
+
+
+def _jacobian_errors(config: Mapping[str, Any]) -> list[str]:
+    """The Jacobian job's preconditions (:func:`attnlab.perturbation.jacobian.run_jacobian`): ``num_texts`` distinct
+    probe sentences exist, and they hold ≥ ``hidden_size`` real tokens for the effective rank of the token hidden
+    states (an N × d matrix has rank ≤ min(N, d)) — checked for every model whose width is known (scratch entries,
+    hub entries whose config is cached), with the same seeded draw as the job."""
+    from attnlab.perturbation.jacobian import sample_texts
+    from attnlab.perturbation.relations import build_probes, load_relations
+
+    section = config["perturbation"]
+    num_texts = int(section["jacobian"]["num_texts"])
+    errors: list[str] = []
+    sentences: dict[str, list[str]] = {}
+    for name in section["models"]:
+        if name not in config["models"]:
+            continue
+        source = "scratch" if config["models"][name]["source"] == "scratch" else "hub"
+        kb = section["relations"][source]
+        if kb not in sentences:
+            probes = build_probes(load_relations(kb), section["relation_names"], section["max_facts"], section["templates"])
+            sentences[kb] = list(probes["sentence"])
+            if num_texts > len(sentences[kb]):
+                errors.append(
+                    f"config key 'perturbation.jacobian.num_texts': {num_texts} texts, but the probes of knowledge base "
+                    f"{kb!r} (perturbation.relation_names / max_facts / templates) have only {len(sentences[kb])} sentences"
+                )
+        if num_texts > len(sentences[kb]):
+            continue
+        hidden = model_hidden_size(config, name)
+        if hidden is None:
+            continue
+        texts = sample_texts(sentences[kb], num_texts, int(config["seed"]))
+        tokens, exact = _token_count(hub_model_files(config, name), texts)
+        if tokens < hidden:
+            counted = f"{tokens} tokens" if exact else f"at most {tokens} tokens (UTF-8 bytes + 2 per text)"
+            errors.append(
+                f"config key 'perturbation.jacobian.num_texts': model {name!r} has hidden_size {hidden}; the effective "
+                f"rank needs at least that many tokens, but {num_texts} texts of {kb!r} have {counted} "
+                f"(raise num_texts to about {num_texts * hidden // max(tokens, 1) + 1})"
+            )
+    return errors
+
+
+def _attribution_path_errors(config: Mapping[str, Any]) -> list[str]:
+    """The stochastic-threshold path (stp) differs from the diagonal path (dp) only at interior points 0 < τ < 1
+    (γ(0) = α₀ and γ(1) = 1 on both): a τ grid with no interior point — riemann_right with 1 step, trapezoid with
+    2 — makes stp the dp integral, so stp would duplicate dp under another name."""
+    section = config.get("attribution")
+    if section is None or "stp" not in section["methods"]:
+        return []
+    interior = section["ig_steps"] - 1  # riemann_right: k/m, k=1..m-1; trapezoid: k/(m-1), k=1..m-2 (+ both ends)
+    if section["quadrature"] == "trapezoid":
+        interior = section["ig_steps"] - 2
+    if interior < 1:
+        return [
+            f"config key 'attribution.ig_steps': {section['ig_steps']} step(s) with quadrature {section['quadrature']!r} "
+            "evaluate the path only at τ = 0 and τ = 1, where the stochastic-threshold path equals the diagonal one, "
+            "so stp would repeat dp; use at least "
+            f"{3 if section['quadrature'] == 'trapezoid' else 2} steps or drop stp from attribution.methods"
+        ]
+    return []
 
 
 

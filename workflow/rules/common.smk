@@ -181,13 +181,21 @@ def evaluate_inputs(wildcards):
     return inputs
 
 
+def hub_flags(spec):
+    """Loader flags of a hub entry: its revision and, for a checkpoint inside the repository, its sub-folder (quoted)."""
+    flags = [f"--revision {shell_arg(spec['revision'])}"]
+    if spec.get("subfolder"):
+        flags.append(f"--subfolder {shell_arg(spec['subfolder'])}")
+    return flags
+
+
 def evaluate_flags(wildcards, input):
     spec = model_spec(wildcards.model)
     flags = [f"--dtype {spec.get('dtype', 'auto')}"]
     if "train" in input.keys():
         flags.append(f"--train {input.train}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {shell_arg(spec['revision'])}")
+        flags += hub_flags(spec)
         if spec["trust_remote_code"]:
             flags.append("--trust-remote-code")
     elif spec["source"] == "sft" and spec["trust_remote_code"]:
@@ -268,7 +276,7 @@ def attribution_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = []
     if spec["source"] == "hub":
-        flags.append(f"--revision {shell_arg(spec['revision'])}")
+        flags += hub_flags(spec)
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -318,7 +326,7 @@ def sft_flags(wildcards):
     spec = model_spec(wildcards.sft_base)
     flags = []
     if spec["source"] == "hub":
-        flags.append(f"--revision {shell_arg(spec['revision'])}")
+        flags += hub_flags(spec)
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -384,7 +392,7 @@ def validation_flags(wildcards, input):
     if "train" in input.keys():
         flags.append(f"--train {input.train}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {shell_arg(spec['revision'])}")
+        flags += hub_flags(spec)
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -413,7 +421,7 @@ def needle_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = [f"--dtype {spec.get('dtype', 'auto')}"]
     if spec["source"] == "hub":
-        flags.append(f"--revision {shell_arg(spec['revision'])}")
+        flags += hub_flags(spec)
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -458,7 +466,7 @@ def attention_flags(wildcards):
     if diffusion is not None:  # masked diffusion LM: the first decoding step's masked answer
         flags.append(f"--mask-tokens {diffusion['answer_length']}")
     if spec["source"] == "hub":
-        flags.append(f"--revision {shell_arg(spec['revision'])}")
+        flags += hub_flags(spec)
     if spec.get("trust_remote_code"):
         flags.append("--trust-remote-code")
     return " ".join(flags)
@@ -498,7 +506,7 @@ def perturbation_flags(wildcards):
     spec = model_spec(wildcards.model)
     flags = [f"--dtype {spec.get('dtype', 'auto')}"]
     if spec["source"] == "hub":
-        flags.append(f"--revision {shell_arg(spec['revision'])}")
+        flags += hub_flags(spec)
         if spec.get("trust_remote_code"):
             flags.append("--trust-remote-code")
     return " ".join(flags)

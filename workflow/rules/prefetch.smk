@@ -9,6 +9,7 @@
 # The download rules switch the offline flags back off for their one command (`env ... attnlab prefetch`).
 
 
+
 localrules:
     prefetch,
     prefetch_model,
@@ -24,8 +25,9 @@ rule prefetch_model:
     output:
         f"{RESULTS}/prefetch/models/{{model}}.json",
     params:
-        repo_id=lambda wc: model_spec(wc.model)["id"],
+        repo_id=lambda wc: shell_arg(model_spec(wc.model)["id"]),
         revision=lambda wc: model_spec(wc.model)["revision"],
+        hub_flags=lambda wc: " ".join(hub_flags(model_spec(wc.model))),
         cache=lambda wc: shell_quote(hf_cache_root()),
     log:
         f"{LOGS}/prefetch/models/{{model}}.log",
@@ -39,7 +41,7 @@ rule prefetch_model:
         ENV
     shell:
         "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
-        "attnlab prefetch --model {params.repo_id:q} --revision {params.revision:q} "
+        "attnlab prefetch --model {params.repo_id} {params.hub_flags} "
         "--name {wildcards.model} --marker {output} > {log} 2>&1"
         + code_marker("attnlab.tools.prefetch:_handle")
 

@@ -44,7 +44,7 @@ def _measure(args: argparse.Namespace) -> int:
     try:
         model, tokenizer = load_model(
             args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-            revision=args.revision,
+            revision=args.revision, subfolder=args.subfolder,
         )
     except (FileNotFoundError, ModelNotAvailableError, ValueError) as error:
         print(f"attnlab attention measure: error: --model {args.model}: {error}", file=sys.stderr)
@@ -131,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measure.add_argument("--device", default="auto")
     measure.add_argument("--dtype", default="auto")
     measure.add_argument("--revision", default=None)
+    measure.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     measure.add_argument("--trust-remote-code", action="store_true")
     measure.add_argument("--threads", type=int, default=None)
     measure.add_argument("--mask-tokens", type=int, default=0,

@@ -151,7 +151,8 @@ def _handle_score(args: argparse.Namespace) -> int:
     try:
         model, tokenizer = load_model(
             args.model, device=args.device, dtype=spec.get("dtype", "float32"),
-            trust_remote_code=args.trust_remote_code, revision=args.revision, for_generation=False,
+            trust_remote_code=args.trust_remote_code, revision=args.revision, subfolder=args.subfolder,
+            for_generation=False,
         )
     except (FileNotFoundError, ModelNotAvailableError, ValueError) as error:
         print(f"attnlab attribution score: error: --model {args.model}: {error}", file=sys.stderr)
@@ -234,6 +235,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--threads", type=int, default=None)
     score.add_argument("--trust-remote-code", action="store_true")
     score.add_argument("--revision", default=None)
+    score.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     score.add_argument("--out-dir", required=True, help="writes {method}.parquet and {method}_items.parquet here")
     score.set_defaults(func=_handle_score)
     corr = sub.add_parser("correlations", help="Spearman correlations between methods' scores")

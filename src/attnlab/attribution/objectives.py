@@ -4,7 +4,8 @@ Autoregressive models (llama, diffllama, gpt2)
     L is the next-token cross-entropy of the scored answer tokens given everything before them, on the
     pretraining document ``<s>Question: {q}\\nAnswer: {worked solution}</s>`` (the prompt of
     :func:`attnlab.prompts.build_prompt`, zero-shot, then the target delimiter and the gold solution from the
-    data Parquet ``answer`` column, then EOS — exactly the document format the scratch models are trained on).
+    data Parquet ``answer`` column, then the model's end token — exactly the document format the scratch models
+    are trained on; see :func:`answer_end_token_id` for which end token).
     ``target: solution`` scores every token of the worked solution and the EOS (the recommended default: the
     quantity that greedy pass@1 depends on); ``target: final_answer`` keeps the same teacher-forced document but
     scores only the tokens of the final number after ``####`` and the EOS.
@@ -43,6 +44,7 @@ from attnlab.prompts import format_example, format_question
 __all__ = [
     "EncodedItem",
     "ObjectiveSpec",
+    "answer_end_token_id",
     "encode_items",
     "item_losses",
     "objective_rows",
@@ -144,8 +146,34 @@ def mask_draws(
     return draws
 
 
+def answer_end_token_id(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token appended after the gold answer: the end of text *the model* emits, not the tokenizer's default.
+
+    The model's end ids come from ``generation_config.eos_token_id``, else ``config.eos_token_id`` (an int or a
+    list). If the tokenizer's eos is one of them it is used (both agree); otherwise the model's first id — e.g. the
+    reyllama checkpoints end with ``<|end_of_text|>`` (config and generation config) while their Llama-3-style
+    tokenizer names ``<|eot_id|>``, which they were never trained to emit after an answer. Without any model end id
+    the tokenizer's eos is used.
+
+    Raises:
+        ValueError: neither the model nor the tokenizer names an end token.
+    """
+    model_ids: list[int] = []
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if value is not None:
+            model_ids = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            break
+    tokenizer_eos = tokenizer.eos_token_id
+    if model_ids:
+        return int(tokenizer_eos) if tokenizer_eos is not None and int(tokenizer_eos) in model_ids else model_ids[0]
+    if tokenizer_eos is None:
+        raise ValueError("neither the model (generation_config / config eos_token_id) nor the tokenizer has an EOS token")
+    return int(tokenizer_eos)
+
+
 def _encode_one(
-    tokenizer: PreTrainedTokenizerBase, question: str, answer: str, target: str, where: str
+    tokenizer: PreTrainedTokenizerBase, question: str, answer: str, target: str, where: str, end_id: int
 ) -> tuple[list[int], list[bool]]:
     document = format_example(question, answer)
     prompt = format_question(question)
@@ -163,9 +191,7 @@ def _encode_one(
             raise ValueError(f"{where}: target 'final_answer' needs '{FINAL_ANSWER_MARKER} N' in the answer")
         start_char = marker + len(FINAL_ANSWER_MARKER)
     scored = [index >= len(prompt_ids) and end > start_char for index, (_, end) in enumerate(offsets)]
-    if tokenizer.eos_token_id is None:
-        raise ValueError(f"{where}: the tokenizer has no EOS token")
-    ids.append(int(tokenizer.eos_token_id))
+    ids.append(int(end_id))
     scored.append(True)
     if not any(scored[:-1]):
         raise ValueError(f"{where}: the answer has no tokens to score")
@@ -193,10 +219,14 @@ def encode_items(
     max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     diffusion = is_masked_diffusion_model(model)
     mask_id = _mask_token_id(model, tokenizer) if diffusion else None
+    try:
+        end_id = answer_end_token_id(model, tokenizer)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from None
     items = []
     for item_id, question, answer in zip(data["id"], data["question"], data["answer"]):
         where = f"{source}: item {item_id}"
-        ids, scored = _encode_one(tokenizer, str(question), str(answer), spec.target, where)
+        ids, scored = _encode_one(tokenizer, str(question), str(answer), spec.target, where, end_id)
         if max_positions is not None and len(ids) > int(max_positions):
             raise ValueError(f"{where}: {len(ids)} tokens exceed the model's {max_positions} positions")
         input_ids = torch.tensor(ids, dtype=torch.long)  # [T]

@@ -117,7 +117,7 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
             device=args.device,
             dtype=args.dtype,
             trust_remote_code=args.trust_remote_code,
-            revision=args.revision,
+            revision=args.revision, subfolder=args.subfolder,
         )
     except (FileNotFoundError, ModelNotAvailableError, ValueError) as error:
         print(f"attnlab evaluate: error: --model {args.model}: {error}", file=sys.stderr)
@@ -161,6 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default auto)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (opt-in)")
     parser.add_argument("--revision", default=None, help="hub revision (commit / tag) of a hub model")
+    parser.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument("--out", required=True, help="output Parquet path")

@@ -71,7 +71,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     spec = args.spec
     start = time.perf_counter()
     model, tokenizer = load_model(
-        args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code, revision=args.revision
+        args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+        revision=args.revision, subfolder=args.subfolder,
     )
     resources, filler = haystack_sentences(spec["haystack"])
     items = probe_items(
@@ -159,6 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("--device", default="auto")
     probe.add_argument("--dtype", default="auto")
     probe.add_argument("--revision", default=None)
+    probe.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     probe.add_argument("--trust-remote-code", action="store_true")
     probe.add_argument("--threads", type=int, default=None)
     probe.add_argument("--items-out", default=None, help="also write the probe items (prompts, spans) here")

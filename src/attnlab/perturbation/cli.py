@@ -42,7 +42,7 @@ def _load(args: argparse.Namespace):
         device=args.device,
         dtype=args.dtype,
         trust_remote_code=args.trust_remote_code,
-        revision=args.revision,
+        revision=args.revision, subfolder=args.subfolder,
         for_generation=False,
     )
     for param in model.parameters():
@@ -160,6 +160,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--revision", default=None)
+    parser.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output Parquet")

@@ -43,7 +43,7 @@ def run_train(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         trust_remote_code=args.trust_remote_code,
-        revision=args.revision,
+        revision=args.revision, subfolder=args.subfolder,
         curve_path=args.curve,
         curve_plot_path=args.curve_plot,
         progress=not args.no_progress,
@@ -78,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--threads", type=int, default=None, help="torch threads")
     train.add_argument("--trust-remote-code", action="store_true")
     train.add_argument("--revision", default=None, help="hub revision of the base model")
+    train.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     train.add_argument("--name", default=None, help="label for the progress bar and plot")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)

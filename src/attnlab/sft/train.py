@@ -259,6 +259,7 @@ def finetune(
     threads: int | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    subfolder: str | None = None,
     curve_path: str | os.PathLike[str] | None = None,
     curve_plot_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -273,7 +274,7 @@ def finetune(
         spec: the resolved recipe (:func:`validate_sft_spec`).
         out_dir: destination folder (model + tokenizer + ``training_info.json``), written atomically.
         device / threads: where to train and ``torch.set_num_threads``.
-        trust_remote_code / revision: passed to the loader (hub models).
+        trust_remote_code / revision / subfolder: passed to the loader (hub models).
         curve_path / curve_plot_path: loss curve Parquet / PNG.
         progress: tqdm progress bar (on stderr, i.e. in the job's log).
         stop_after_steps: raise :class:`TrainingInterrupted` after this many steps of this
@@ -295,7 +296,7 @@ def finetune(
 
     model, tokenizer = load_model(
         location, device=str(target), dtype="float32", trust_remote_code=trust_remote_code, revision=revision,
-        for_generation=False,
+        subfolder=subfolder, for_generation=False,
     )  # fmt: skip
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id  # filler only
     ids, labels, truncated = sft_examples(tokenizer, table, spec["max_length"])

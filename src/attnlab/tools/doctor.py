@@ -174,13 +174,14 @@ def _model_checks(config: Mapping[str, Any], configfile: str | None, base_dir: P
             checks.append(Check("models", name, status, f"local folder {folder}"
                                 + ("" if status == OK else " has no config.json (not a save_pretrained folder)")))
             continue
-        snapshot = cached_model_snapshot(location, spec.get("revision", "main"), hub_cache_dir(root))
+        subfolder = spec.get("subfolder")
+        label = f"hub {location}@{spec.get('revision', 'main')}" + (f" sub-folder {subfolder}" if subfolder else "")
+        snapshot = cached_model_snapshot(location, spec.get("revision", "main"), hub_cache_dir(root), subfolder)
         if snapshot is not None:
-            checks.append(Check("models", name, OK, f"hub {location}@{spec.get('revision', 'main')}: cached, commit {snapshot.name}"))
+            checks.append(Check("models", name, OK, f"{label}: cached, commit {snapshot.name}"))
         else:
             checks.append(Check("models", name, FAIL if offline else WARN,
-                                f"hub {location}@{spec.get('revision', 'main')}: not in the cache {hub_cache_dir(root)}; "
-                                + _prefetch_hint(configfile)))
+                                f"{label}: not in the cache {hub_cache_dir(root)}; " + _prefetch_hint(configfile)))
     return checks
 
 

@@ -9,7 +9,9 @@ The hub cache layout (``huggingface_hub``; https://huggingface.co/docs/huggingfa
 
 A model is *available offline* when its revision resolves to a snapshot folder that
 holds a ``config.json``, at least one weights file and a tokenizer file — exactly what
-:func:`attnlab.models.loader.load_model` reads with ``local_files_only=True``.
+:func:`attnlab.models.loader.load_model` reads with ``local_files_only=True``. A model
+entry with ``subfolder`` (a Trainer checkpoint published inside the repository, e.g.
+``checkpoint-64434/``) needs those files in ``snapshots/{commit}/{subfolder}/``.
 
 A hub dataset loaded by :func:`datasets.load_dataset` is cached twice: the raw files in
 the hub cache (``datasets--{org}--{name}``) and the prepared Arrow tables in
@@ -33,6 +35,7 @@ __all__ = [
     "HubModel",
     "cache_env",
     "cached_dataset",
+    "cached_model_config",
     "cached_model_snapshot",
     "datasets_cache_dir",
     "hub_cache_dir",
@@ -57,6 +60,7 @@ class HubModel:
     name: str
     repo_id: str
     revision: str
+    subfolder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def hub_models(config: Mapping[str, Any], names: list[str] | None = None) -> lis
         if names is not None and name not in names:
             continue
         if spec.get("source") == "hub" and not is_local_path(spec["id"]):
-            out.append(HubModel(name, spec["id"], spec.get("revision", "main")))
+            out.append(HubModel(name, spec["id"], spec.get("revision", "main"), spec.get("subfolder")))
     return out
 
 
@@ -167,7 +171,10 @@ def resolve_revision(cache: Path, repo_type: str, repo_id: str, revision: str | 
 
 
 def cached_model_snapshot(
-    repo_id: str, revision: str | None = "main", cache: str | os.PathLike[str] | None = None
+    repo_id: str,
+    revision: str | None = "main",
+    cache: str | os.PathLike[str] | None = None,
+    subfolder: str | None = None,
 ) -> Path | None:
     """The snapshot folder of ``repo_id`` at ``revision`` if it holds a loadable model (config, weights, tokenizer).
 
@@ -175,20 +182,42 @@ def cached_model_snapshot(
         repo_id: ``org/name``.
         revision: branch, tag or commit (default ``main``).
         cache: the hub cache folder (default :func:`hub_cache_dir`).
+        subfolder: the folder inside the repository that holds the model files (default: the top level).
 
     Returns:
-        The folder, or ``None`` when the revision is not cached or files are missing.
+        The snapshot folder (the commit's top level, also with ``subfolder``), or ``None`` when the revision
+        is not cached or files are missing.
     """
     cache_path = Path(cache) if cache is not None else hub_cache_dir()
     commit = resolve_revision(cache_path, "model", repo_id, revision)
     if commit is None:
         return None
     snapshot = _repo_folder(cache_path, "model", repo_id) / "snapshots" / commit
-    if not (snapshot / "config.json").is_file():
+    folder = snapshot / subfolder if subfolder else snapshot
+    if not (folder / "config.json").is_file():
         return None
-    has_weights = any(any(snapshot.glob(p)) for p in WEIGHT_PATTERNS)
-    has_tokenizer = any((snapshot / f).is_file() for f in TOKENIZER_FILES)
+    has_weights = any(any(folder.glob(p)) for p in WEIGHT_PATTERNS)
+    has_tokenizer = any((folder / f).is_file() for f in TOKENIZER_FILES)
     return snapshot if has_weights and has_tokenizer else None
+
+
+def cached_model_config(
+    repo_id: str,
+    revision: str | None = "main",
+    cache: str | os.PathLike[str] | None = None,
+    subfolder: str | None = None,
+) -> dict[str, Any] | None:
+    """The ``config.json`` of a cached hub model as a dict (``None`` when it is not in the cache)."""
+    import json
+
+    snapshot = cached_model_snapshot(repo_id, revision, cache, subfolder)
+    if snapshot is None:
+        return None
+    folder = snapshot / subfolder if subfolder else snapshot
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def cached_dataset(

@@ -5,12 +5,14 @@ downloads on the login node (the Snakemake ``localrule prefetch``, or this
 command by hand) and runs every other job with ``HF_HUB_OFFLINE=1``::
 
     attnlab prefetch --config configs/paper.yaml           # every hub model and dataset of a study
-    attnlab prefetch --model reyllama/DiffLlama-375M --revision main
+    attnlab prefetch --model reyllama/DiffLlama-375M --revision main --subfolder checkpoint-64434
     attnlab prefetch --dataset openai/gsm8k --dataset-config main
 
 Models are fetched with :func:`huggingface_hub.snapshot_download` at the
-configured ``revision`` (weights of other frameworks — TF, Flax, ONNX — are
-skipped); datasets with :func:`datasets.load_dataset` (all splits, prepared, so
+configured ``revision`` (weights of other frameworks — TF, Flax, ONNX — and the
+training state of Trainer checkpoints — optimizer, scheduler, RNG — are skipped); a
+model entry with ``subfolder`` downloads only that folder of the repository
+(``allow_patterns=["{subfolder}/*"]``); datasets with :func:`datasets.load_dataset` (all splits, prepared, so
 ``load_dataset`` works offline afterwards). Each fetch is verified against the
 cache (:mod:`attnlab.tools.hfcache`) and can write a JSON *marker* recording
 what was resolved (the commit a branch pointed to, the snapshot folder, the
@@ -43,7 +45,9 @@ from attnlab.tools.hfcache import (
 __all__ = ["PrefetchError", "prefetch_config", "prefetch_dataset", "prefetch_model", "register"]
 
 #: files of other frameworks that the PyTorch loader never reads
-IGNORE_PATTERNS = ["*.msgpack", "*.h5", "*.ot", "flax_model*", "tf_model*", "*.onnx", "onnx/*", "*.tflite"]
+IGNORE_PATTERNS = ["*.msgpack", "*.h5", "*.ot", "flax_model*", "tf_model*", "*.onnx", "onnx/*", "*.tflite",
+                   # Trainer checkpoint state (checkpoint-N/): ~2x the weights for Adam, never loaded
+                   "*optimizer.pt", "*scheduler.pt", "*rng_state*.pth", "*training_args.bin"]
 
 DownloadFunction = Callable[..., str]
 LoadFunction = Callable[..., Any]
@@ -69,11 +73,11 @@ def prefetch_model(
         model: the hub id, revision and config name.
         cache_root: a cache root (models go to ``{root}/hub``); default the environment's hub cache.
         download: ``snapshot_download``-compatible function (keyword arguments ``repo_id``, ``revision``,
-            ``cache_dir``, ``ignore_patterns``; returns the snapshot folder). Default
-            :func:`huggingface_hub.snapshot_download`.
+            ``cache_dir``, ``ignore_patterns`` and, for a model in a sub-folder, ``allow_patterns``; returns the
+            snapshot folder). Default :func:`huggingface_hub.snapshot_download`.
 
     Returns:
-        ``{"kind": "model", "name", "repo_id", "revision", "commit", "snapshot", "files"}``.
+        ``{"kind": "model", "name", "repo_id", "revision", "subfolder", "commit", "snapshot", "files"}``.
 
     Raises:
         PrefetchError: the download failed, or the cache entry lacks config / weights / tokenizer.
@@ -81,24 +85,30 @@ def prefetch_model(
     if download is None:
         from huggingface_hub import snapshot_download as download
     cache = hub_cache_dir(cache_root)
+    where = f"{model.repo_id!r}" + (f" (sub-folder {model.subfolder!r})" if model.subfolder else "")
+    options: dict[str, Any] = {"ignore_patterns": IGNORE_PATTERNS}
+    if model.subfolder:
+        options["allow_patterns"] = [f"{model.subfolder}/*"]
     try:
-        download(repo_id=model.repo_id, revision=model.revision, cache_dir=str(cache), ignore_patterns=IGNORE_PATTERNS)
+        download(repo_id=model.repo_id, revision=model.revision, cache_dir=str(cache), **options)
     except Exception as err:
         raise PrefetchError(
-            f"model {model.name!r}: downloading hub id {model.repo_id!r} at revision {model.revision!r} failed "
+            f"model {model.name!r}: downloading hub id {where} at revision {model.revision!r} failed "
             f"({type(err).__name__}: {err})"
         ) from err
-    snapshot = cached_model_snapshot(model.repo_id, model.revision, cache)
+    snapshot = cached_model_snapshot(model.repo_id, model.revision, cache, model.subfolder)
     if snapshot is None:
+        inside = f" in {model.subfolder}/" if model.subfolder else ""
         raise PrefetchError(
-            f"model {model.name!r}: after downloading {model.repo_id!r}@{model.revision} the cache {cache} holds no "
-            "complete snapshot (config.json, weights and tokenizer files are needed)"
+            f"model {model.name!r}: after downloading {where}@{model.revision} the cache {cache} holds no "
+            f"complete snapshot (config.json, weights and tokenizer files are needed{inside})"
         )
     return {
         "kind": "model",
         "name": model.name,
         "repo_id": model.repo_id,
         "revision": model.revision,
+        "subfolder": model.subfolder,
         "commit": snapshot.name,
         "snapshot": str(snapshot),
         "files": sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file()),
@@ -212,7 +222,8 @@ def _run(args: argparse.Namespace) -> int:
         if config is not None:
             records += prefetch_config(config, cache_root=cache_root, marker_dir=args.markers)
         if args.model is not None:
-            record = prefetch_model(HubModel(args.name or args.model, args.model, args.revision), cache_root=cache_root)
+            model = HubModel(args.name or args.model, args.model, args.revision, args.subfolder)
+            record = prefetch_model(model, cache_root=cache_root)
             records.append(record)
         if args.dataset is not None:
             dataset = HubDataset(args.name or args.dataset, args.dataset, args.dataset_config, args.revision)
@@ -227,7 +238,8 @@ def _run(args: argparse.Namespace) -> int:
         write_json(args.marker, records[0])
     for record in records:
         if record["kind"] == "model":
-            print(f"model {record['name']}: {record['repo_id']}@{record['revision']} -> commit {record['commit']} "
+            inside = f" sub-folder {record['subfolder']}" if record.get("subfolder") else ""
+            print(f"model {record['name']}: {record['repo_id']}@{record['revision']}{inside} -> commit {record['commit']} "
                   f"({len(record['files'])} files in {record['snapshot']})")
         else:
             rows = ", ".join(f"{k} {v}" for k, v in record["splits"].items())
@@ -252,6 +264,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", default=None, help="one hub dataset id (org/name)")
     parser.add_argument("--dataset-config", default=None, help="the dataset's config name (e.g. main)")
     parser.add_argument("--revision", default=None, help="branch, tag or commit of --model / --dataset (default main)")
+    parser.add_argument("--subfolder", default=None, help="with --model: download only this folder of the repository")
     parser.add_argument("--name", default=None, help="label for --model / --dataset in messages and the marker")
     parser.add_argument("--marker", default=None, help="write the one record of --model / --dataset to this JSON file")
     parser.add_argument("--cache-dir", default=None, help="cache root (models in DIR/hub, datasets in DIR/datasets); "

@@ -74,7 +74,7 @@ def _load(args: argparse.Namespace, kind: str):
     torch.manual_seed(int(spec["objective_seed"]))
     model, tokenizer = load_model(
         args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-        revision=args.revision,
+        revision=args.revision, subfolder=args.subfolder,
     )
     scores_table = read_parquet(args.scores)
     grid = score_grid(scores_table, gate_layout(model).shape, source=args.scores)
@@ -207,6 +207,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--revision", default=None)
+    parser.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output Parquet (one row per condition × item)")
 
