@@ -5,9 +5,23 @@ channels' changes and the random control over seeds (mean and Student-t interval
 interval level from ``confidence``), plus rows with ``layer = -1`` = the mean over the analysed layers
 (per seed first, so the control interval stays an interval over independent draws).
 
+"Above random" is a test for a *new draw*: under H0 the selected channels' log-ratio x is one more draw
+from the distribution of the n random-control log-ratios (mean x̄, standard deviation s), so
+
+    above_random_p = P(t_{n−1} > (x − x̄) / (s·√(1 + 1/n)))         (Student-t prediction interval)
+    above_random   = above_random_p < ABOVE_RANDOM_LEVEL = (1 − confidence) / 2
+
+i.e. x lies above the one-sided upper prediction bound ``random_target_log_ratio_pred_high``
+(:func:`attnlab.stats.prediction_p_value`). On null data this flags a row with probability
+(1 − confidence) / 2 (2.5 % at 95 %); the t interval of the control *mean* would flag ~17 % with 5 seeds.
+
 ``summary`` (the comparison the captions state): per model × site × method × mode, the mean over
 relations of the target log-ratio (layer-mean rows) with a percentile bootstrap interval over relations,
-next to the same for the random control.
+next to the same for the random control, and the one test of the verdict: the mean over relations of the
+paired difference d_r = selected_r − mean random_r with its bootstrap interval and two-sided bootstrap p
+(``diff_*``, :func:`attnlab.stats.paired_mean_difference`, relations resampled). The per-relation count
+``relations_above_random`` uses Holm-adjusted ``above_random_p`` across the relations of the group
+(:func:`attnlab.stats.holm_adjust`).
 """
 
 from __future__ import annotations
@@ -18,10 +32,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from attnlab.stats import bootstrap_ci
+from attnlab.stats import bootstrap_ci, holm_adjust, paired_mean_difference, prediction_p_value
 
 SSM_TYPES = ("mamba", "mamba2")
 KEYS = ["model", "model_type", "relation", "site", "layer", "mode"]
+
+
+def above_random_level(confidence: float) -> float:
+    """The one-sided level of the above-random test: (1 − confidence) / 2 (0.025 at 95 %)."""
+    return (1.0 - confidence) / 2.0
 
 
 def t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
@@ -74,7 +93,15 @@ def perturbation_table(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
             record[f"random_{metric}_mean"] = mean
             record[f"random_{metric}_low"] = low
             record[f"random_{metric}_high"] = high
-        record["above_random"] = bool(record["target_log_ratio"] > record["random_target_log_ratio_high"])
+        draws = ctrl["target_log_ratio"].to_numpy(dtype=float)
+        level = above_random_level(confidence)
+        n_ctrl = len(draws)
+        record["random_target_log_ratio_pred_high"] = float(
+            draws.mean() + sps.t.ppf(1.0 - level, n_ctrl - 1) * draws.std(ddof=1) * math.sqrt(1.0 + 1.0 / n_ctrl)
+        )
+        record["above_random_p"] = prediction_p_value(record["target_log_ratio"], draws)
+        record["above_random_level"] = level
+        record["above_random"] = bool(record["above_random_p"] < level)
         out.append(record)
     table = pd.DataFrame(out)
     return table.sort_values(["model", "site", "method", "mode", "relation", "layer"], kind="stable").reset_index(drop=True)
@@ -94,7 +121,15 @@ def perturbation_summary(table: pd.DataFrame, confidence: float = 0.95, seed: in
             record[f"{name}_log_ratio"] = float(values.mean())
             record[f"{name}_low"], record[f"{name}_high"] = low, high
         record["selected_pct_change"] = float(grp["target_pct_change"].mean())
-        record["relations_above_random"] = int(grp["above_random"].sum())
+        test = paired_mean_difference(
+            (grp["target_log_ratio"] - grp["random_target_log_ratio_mean"]).to_numpy(dtype=float),
+            confidence=confidence, seed=seed,
+        )
+        record.update(diff=test.estimate, diff_low=test.low, diff_high=test.high, diff_p=test.p_value)
+        level = float(grp["above_random_level"].iloc[0])
+        holm = holm_adjust(grp["above_random_p"].to_numpy(dtype=float))
+        record["relations_above_random"] = int(np.sum(holm < level))
+        record["above_random_level"] = level
         out.append(record)
     return pd.DataFrame(out)
 
@@ -104,15 +139,29 @@ def _fmt(value: float, low: float, high: float) -> str:
 
 
 def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = None) -> list[str]:
-    """Plain-text statements of the SSM-vs-Transformer comparison, every number with its interval."""
+    """Plain-text statements of the SSM-vs-Transformer comparison, every number with its interval.
+
+    The verdict of a row ("raises the perplexity more than random channels" / "not resolved") comes from one
+    test: the bootstrap interval over relations of the mean paired difference selected − random excluding 0
+    (equivalently its bootstrap p below 1 − confidence); the per-relation count is Holm-adjusted.
+    """
     lines = []
     for _, r in summary.iterrows():
         family = "SSM" if r["model_type"] in SSM_TYPES else "Transformer"
+        if r["diff_low"] > 0:
+            verdict = "raises the target perplexity more than random channels"
+        elif r["diff_high"] < 0:
+            verdict = "raises the target perplexity less than random channels"
+        else:
+            verdict = "is not distinguished from random channels"
         lines.append(
             f"{r['model']} ({family}), {r['site']} channels by {r['method']}, {r['mode']}: mean target log-ratio "
             f"{_fmt(r['selected_log_ratio'], r['selected_low'], r['selected_high'])} vs random "
-            f"{_fmt(r['random_log_ratio'], r['random_low'], r['random_high'])} "
-            f"({r['relations_above_random']}/{r['n_relations']} relations above the random interval)."
+            f"{_fmt(r['random_log_ratio'], r['random_low'], r['random_high'])}; the selection {verdict} "
+            f"(test: mean over {r['n_relations']} relations of selected − random "
+            f"{_fmt(r['diff'], r['diff_low'], r['diff_high'])}, percentile bootstrap over relations, p = {r['diff_p']:.3g}); "
+            f"{r['relations_above_random']}/{r['n_relations']} relations above the random controls' one-sided "
+            f"{1 - r['above_random_level']:.1%} prediction bound (Student-t, Holm-adjusted over relations)."
         )
     if jacobian is not None and not jacobian.empty:
         for model, grp in jacobian.groupby("model", sort=False):
