@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from attnlab.stats import bootstrap_ci, holm_adjust, paired_mean_difference, prediction_p_value
+from attnlab.stats import bootstrap_ci, format_p_value, holm_adjust, paired_mean_difference, prediction_p_value
 
 SSM_TYPES = ("mamba", "mamba2")
 KEYS = ["model", "model_type", "relation", "site", "layer", "mode"]
@@ -67,43 +67,41 @@ def perturbation_table(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
     rows = _with_layer_means(rows)
     random = rows[rows["method"] == "random"]
     selected = rows[rows["method"] != "random"]
-    out = []
-    controls = {key: grp for key, grp in random.groupby(KEYS, sort=False)}
-    for key, grp in selected.groupby(KEYS + ["method"], sort=False):
-        ctrl_key = tuple(key[:-1])
-        ctrl = controls.get(ctrl_key)
-        if ctrl is None:
-            raise ValueError(f"no random control rows for {dict(zip(KEYS, ctrl_key))}")
-        row = grp.iloc[0]
-        record = {k: row[k] for k in KEYS + ["method"]}
-        record.update(
-            {
-                "n_channels": row["n_channels"],
-                "baseline_target_ppl": row["baseline_target_ppl"],
-                "perturbed_target_ppl": row["perturbed_target_ppl"],
-                "target_abs_change": row["target_abs_change"],
-                "target_pct_change": row["target_pct_change"],
-                "target_log_ratio": row["target_log_ratio"],
-                "sentence_log_ratio": row["sentence_log_ratio"],
-                "random_seeds": len(ctrl),
-            }
-        )
-        for metric in ("target_log_ratio", "target_pct_change", "sentence_log_ratio"):
-            mean, low, high = t_interval(ctrl[metric].to_numpy(), confidence)
-            record[f"random_{metric}_mean"] = mean
-            record[f"random_{metric}_low"] = low
-            record[f"random_{metric}_high"] = high
-        draws = ctrl["target_log_ratio"].to_numpy(dtype=float)
-        level = above_random_level(confidence)
-        n_ctrl = len(draws)
-        record["random_target_log_ratio_pred_high"] = float(
-            draws.mean() + sps.t.ppf(1.0 - level, n_ctrl - 1) * draws.std(ddof=1) * math.sqrt(1.0 + 1.0 / n_ctrl)
-        )
-        record["above_random_p"] = prediction_p_value(record["target_log_ratio"], draws)
-        record["above_random_level"] = level
-        record["above_random"] = bool(record["above_random_p"] < level)
-        out.append(record)
-    table = pd.DataFrame(out)
+    metrics = ("target_log_ratio", "target_pct_change", "sentence_log_ratio")
+    first = selected.groupby(KEYS + ["method"], sort=False).first().reset_index()
+    record_cols = ["n_channels", "baseline_target_ppl", "perturbed_target_ppl", "target_abs_change",
+                   "target_pct_change", "target_log_ratio", "sentence_log_ratio"]
+    table = first[KEYS + ["method"] + record_cols]
+    grouped = random.groupby(KEYS, sort=False)[list(metrics)]
+    stats = pd.concat({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()}, axis=1)
+    stats.columns = [f"{what}:{metric}" for what, metric in stats.columns]
+    table = table.merge(stats.reset_index(), on=KEYS, how="left", validate="many_to_one")
+    missing = table[table[f"n:{metrics[0]}"].isna()]
+    if len(missing):
+        raise ValueError(f"no random control rows for {dict(zip(KEYS, missing.iloc[0][KEYS]))}")
+    n = table[f"n:{metrics[0]}"].to_numpy(dtype=float)  # [rows]
+    if np.any(n < 2):
+        raise ValueError("a t interval needs at least two values (random control draws)")
+    table.insert(len(KEYS) + 1 + len(record_cols), "random_seeds", n.astype(int))
+    t_mean = sps.t.ppf(0.5 + confidence / 2, n - 1)
+    for metric in metrics:
+        mean, std = table.pop(f"mean:{metric}").to_numpy(float), table.pop(f"std:{metric}").to_numpy(float)
+        table.pop(f"n:{metric}")
+        half = t_mean * std / np.sqrt(n)
+        table[f"random_{metric}_mean"] = mean
+        table[f"random_{metric}_low"] = mean - half
+        table[f"random_{metric}_high"] = mean + half
+    level = above_random_level(confidence)
+    mean = table["random_target_log_ratio_mean"].to_numpy(float)
+    std = grouped.std(ddof=1)["target_log_ratio"].reindex(pd.MultiIndex.from_frame(table[KEYS])).to_numpy(float)
+    scale = std * np.sqrt(1.0 + 1.0 / n)  # the spread of one new draw around the controls' mean
+    table["random_target_log_ratio_pred_high"] = mean + sps.t.ppf(1.0 - level, n - 1) * scale
+    excess = table["target_log_ratio"].to_numpy(float) - mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = sps.t.sf(excess / scale, n - 1)
+    table["above_random_p"] = np.where(scale > 0, p, np.where(excess > 0, 0.0, 1.0))  # = prediction_p_value
+    table["above_random_level"] = level
+    table["above_random"] = table["above_random_p"] < level
     return table.sort_values(["model", "site", "method", "mode", "relation", "layer"], kind="stable").reset_index(drop=True)
 
 
@@ -159,7 +157,7 @@ def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = 
             f"{_fmt(r['selected_log_ratio'], r['selected_low'], r['selected_high'])} vs random "
             f"{_fmt(r['random_log_ratio'], r['random_low'], r['random_high'])}; the selection {verdict} "
             f"(test: mean over {r['n_relations']} relations of selected − random "
-            f"{_fmt(r['diff'], r['diff_low'], r['diff_high'])}, percentile bootstrap over relations, p = {r['diff_p']:.3g}); "
+            f"{_fmt(r['diff'], r['diff_low'], r['diff_high'])}, paired bootstrap over relations, {format_p_value(r['diff_p'])}); "
             f"{r['relations_above_random']}/{r['n_relations']} relations above the random controls' one-sided "
             f"{1 - r['above_random_level']:.1%} prediction bound (Student-t, Holm-adjusted over relations)."
         )

@@ -20,7 +20,7 @@
 ``pruning_tests`` — the one pre-declared test of each verdict sentence (:func:`pruning_tests`): per model × base
     × scope × comparator (``least``, ``random``) × measure (``loss``, ``pass_at_1``), over the fractions where the
     pruned sets differ (one per distinct set, their ``k`` listed), the mean over fractions and items of the paired
-    difference this − most (random: mean over seeds first) with a percentile bootstrap interval over items
+    difference this − most (random: mean over seeds first) with an expanded-percentile bootstrap interval over items
     (rows resampled, so the pairing across fractions is kept) and its two-sided bootstrap p
     (:func:`attnlab.stats.paired_mean_difference`).
 
@@ -49,6 +49,7 @@ from attnlab.stats import (
     paired_counts,
     paired_difference_interval,
     paired_mean_difference,
+    format_p_value,
     wilson_interval,
 )
 
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 #: the name the verdict sentences give their test
-CURVE_TEST = "mean paired difference over the curve, percentile bootstrap over items"
+CURVE_TEST = "mean paired difference over the curve, paired bootstrap over items"
 N_RESAMPLES = 2000
 
 CONFIDENCE = 0.95
@@ -435,7 +436,7 @@ def pruning_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.
             sentences.append(
                 f"{head}: {verdict} — mean answer-loss difference ({comparator} − most) over the "
                 f"{loss['n_fractions']} fractions whose pruned sets differ (k = {loss['ks'].replace(';', ', ')}) "
-                f"{_interval(loss)}, {loss['n_items']} items, p = {loss['p_value']:.3g} ({CURVE_TEST}); pass@1 "
+                f"{_interval(loss)}, {loss['n_items']} items, {format_p_value(loss['p_value'], N_RESAMPLES)} ({CURVE_TEST}); pass@1 "
                 f"difference {_interval(acc)} ({acc['n_items']} items, same test). Per comparison: higher loss "
                 f"for most in {worse}/{n}, {sig} with Holm-adjusted Wilcoxon p < {alpha}."
             )
@@ -467,7 +468,7 @@ def sparse_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.0
         )
         sentences.append(
             f"{head}: {verdict} — mean answer-loss difference (adaptive − uniform) over {loss['n_budgets']} budgets "
-            f"{_interval(loss)}, {loss['n_items']} items, p = {loss['p_value']:.3g} ({CURVE_TEST}); pass@1 "
+            f"{_interval(loss)}, {loss['n_items']} items, {format_p_value(loss['p_value'], N_RESAMPLES)} ({CURVE_TEST}); pass@1 "
             f"difference {_interval(acc)}. Per budget (loss, bootstrap 95 %): {per_budget}; lower loss at "
             f"{better}/{len(rows)} budgets, {sig} with Holm-adjusted Wilcoxon p < {alpha}."
         )
