@@ -167,7 +167,7 @@ def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = 
             lines.append(
                 f"{model} Jacobian: sensitivity E‖Jv‖ per layer "
                 + ", ".join(f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(g.sensitivity_mean, g.sensitivity_low, g.sensitivity_high))
-                + "; spectral norm (mean over texts) "
+                + "; spectral norm (power-iteration lower bound, mean over texts) "
                 + ", ".join(f"{v:.3g}" for v in g.spectral_norm_mean)
                 + "; effective rank "
                 + ", ".join(f"{v:.1f}" for v in g.effective_rank)
