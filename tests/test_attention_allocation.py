@@ -110,6 +110,22 @@ def test_ratio_table(tables):
     ratio_sum = sum(diff.loc[c, "mean"] for c in TOKEN_CLASSES)
     assert ratio_sum == pytest.approx(1.0)  # ratios are fractions of the net (1 - λ) mass
     assert set(table["layer"]) == {ALL_LAYERS, 0, 1}
+    # a layer whose λ_full is near 1 (net mass 1 − λ ≈ 0.01): its ratios are left out and counted, not printed
+    near = allocation.copy()
+    differential = (near["model"] == "diffllama") & (near["map_kind"] == "differential") & (near["layer"] == 1)
+    scale = 0.01 / near.loc[differential, list(TOKEN_CLASSES)].sum(axis=1)
+    near.loc[differential, list(TOKEN_CLASSES)] = near.loc[differential, list(TOKEN_CLASSES)].mul(scale, axis=0)
+    marked = attention_ratios(near, n_resamples=50, seed=1)
+    rows = marked[(marked["model"] == "diffllama") & (marked["map_kind"] == "differential")
+                  & (marked["query_scope"] == "last_prompt_token")]
+    layer1 = rows[(rows["layer"] == 1) & rows["measure"].isin(TOKEN_CLASSES)]
+    assert layer1["mean"].isna().all() and (layer1["n_items"] == 0).all()
+    n_rows = int((differential & (near["query_scope"] == "last_prompt_token")).sum())
+    assert (layer1["unstable_rows"] == n_rows).all()
+    overall_marked = rows[(rows["layer"] == ALL_LAYERS)].set_index("measure")
+    assert sum(overall_marked.loc[c, "mean"] for c in TOKEN_CLASSES) == pytest.approx(1.0)  # layer 0 only
+    assert overall_marked.loc["ni", "unstable_rows"] == n_rows
+    assert (table["unstable_rows"] == 0).all()  # the real tiny models are far from λ = 1
 
 
 def test_write_tables_and_figures_are_deterministic(tables, tmp_path):

@@ -97,6 +97,9 @@ def test_tables_and_verdict_follow_the_intervals(tmp_path, flip: bool) -> None:
     assert set(table["depth"]) == {"0", "100", "all"} and set(table["n_needles"]) == {"2", "all"}
     assert (table["ci_low"] <= table["mean"] + 1e-12).all() and (table["mean"] <= table["ci_high"] + 1e-12).all()
     assert set(comparison["model_a"]) == {"diffllama"} and set(comparison["model_b"]) == {"llama"}
+    cells = comparison[(comparison["depth"] != "all") & comparison["metric"].isin(["answer", "noise"])]
+    assert len(cells) == 4 and (cells["p_holm"] >= cells["p_value"]).all()  # Holm over the depth × metric cells
+    assert comparison.loc[comparison["depth"] == "all", "p_holm"].isna().all()  # the pooled tests are the verdict's
     text = paths["markdown"].read_text()
     assert "| model | 0 % | 100 % | all depths |" in text
     if flip:

@@ -89,6 +89,7 @@ rule validation_tables:
             subcategory="Causal validation",
         ),
         pruning_csv=f"{RESULTS}/tables/pruning.csv",
+        pruning_tests=f"{RESULTS}/tables/pruning_tests.parquet",
         sparse=report(
             f"{RESULTS}/tables/sparse_attention.parquet",
             caption="../report/validation_sparse_table.rst",
@@ -102,6 +103,7 @@ rule validation_tables:
             subcategory="Causal validation",
         ),
         sparse_csv=f"{RESULTS}/tables/sparse_attention.csv",
+        sparse_tests=f"{RESULTS}/tables/sparse_tests.parquet",
     params:
         out_dir=lambda wc, output: os.path.dirname(output.pruning),
     log:

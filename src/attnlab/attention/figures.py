@@ -52,7 +52,9 @@ def plot_ni_heatmap(allocation: pd.DataFrame, out_png: str | os.PathLike[str], m
     kind = primary_map_kind(allocation["map_kind"].unique())
     rows = allocation[(allocation["query_scope"] == scope) & (allocation["map_kind"] == kind)].copy()
     total = rows[list(TOKEN_CLASSES)].sum(axis=1)
-    rows["ratio"] = rows[measure] / total.where(total.abs() >= 1e-9)
+    from attnlab.attention.aggregate import NET_MASS_FLOOR
+
+    rows["ratio"] = rows[measure] / total.where(total.abs() >= NET_MASS_FLOOR)  # unstable rows (λ ≈ 1) left blank
     variants = sorted(rows["variant"].unique(), key=_variant_key)
     n_layers, n_heads = int(rows["layer"].max()) + 1, int(rows["head"].max()) + 1
     grids = {}

@@ -17,6 +17,13 @@ Intervals. A base model (e.g. ``llama``) has ``S >= 1`` training seeds (the mode
 estimate is the mean over seeds of the mean over items; its interval is a two-level percentile bootstrap
 (resample seeds with replacement, then items within each drawn seed; Davison & Hinkley 1997, Sec. 3.8). With one seed
 it is the ordinary item bootstrap. Differences between two base models use independent resamples of each.
+
+Verdict. The paper's claim is two directions pooled over depths: DIFF puts *more* attention on the answer span and
+*less* on the noise context. Each is one pre-declared test — the pooled (``depth = all``) difference with its
+bootstrap interval excluding 0 in the claimed direction (equivalently its bootstrap p, the interval's dual,
+below 1 − confidence) — and "the published direction reproduces" requires both (an intersection-union test, so
+no correction is needed for the conjunction). The per-depth cells are shown with Holm-adjusted bootstrap p-values
+over the depth × metric cells of a pair (``p_holm``), and only those count as resolved per-depth cells.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from attnlab.io import atomic_path, write_parquet, write_text
+from attnlab.stats import bootstrap_p_value, holm_adjust
 
 __all__ = [
     "PAPER",
@@ -180,6 +188,7 @@ def comparison_table(
                     mean_a, reps_a = hierarchical_bootstrap(_seed_groups(cells_a[key], metric), n_resamples, confidence, seed)
                     mean_b, reps_b = hierarchical_bootstrap(_seed_groups(cells_b[key], metric), n_resamples, confidence, seed + 1)
                     low, high = _interval(reps_a - reps_b, confidence)
+                    p_value = bootstrap_p_value(reps_a - reps_b)
                     depth = key[0]
                     rows.append(
                         {
@@ -192,11 +201,16 @@ def comparison_table(
                             "diff": mean_a - mean_b,
                             "ci_low": low,
                             "ci_high": high,
+                            "p_value": p_value,
                         }
                     )
-    return pd.DataFrame(
-        rows, columns=["model_a", "model_b", "depth", "metric", "mean_a", "mean_b", "diff", "ci_low", "ci_high"]
-    )
+    columns = ["model_a", "model_b", "depth", "metric", "mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_value"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["p_holm"] = np.nan
+    per_depth = (table["depth"] != ALL) & table["metric"].isin(["answer", "noise"])
+    for _, index in table[per_depth].groupby(["model_a", "model_b"], sort=False).groups.items():
+        table.loc[index, "p_holm"] = holm_adjust(table.loc[index, "p_value"].to_numpy(dtype=float))
+    return table
 
 
 def _depth_order(values: Sequence[str]) -> list[str]:
@@ -266,14 +280,17 @@ def verdict_lines(comparison: pd.DataFrame, confidence: float) -> list[str]:
             lines.append(
                 f"- {a} vs {b}, attention to {metric}: {r['mean_a']:.3f} vs {r['mean_b']:.3f}, difference "
                 f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] ({confidence:.0%} CI): the paper's direction "
-                f"({'more' if wanted > 0 else 'less'} for DIFF) {verdicts[metric]}."
+                f"({'more' if wanted > 0 else 'less'} for DIFF) {verdicts[metric]} (test: difference pooled over depths, "
+                f"two-level bootstrap over training seeds and items, bootstrap p = {r['p_value']:.3g})."
             )
         per_depth = rows[(rows["depth"] != ALL) & (rows["metric"].isin(["answer", "noise"]))]
+        alpha = 1.0 - confidence
         agree = sum(
-            (r.ci_low > 0) if r.metric == "answer" else (r.ci_high < 0) for r in per_depth.itertuples()
+            bool(r.p_holm < alpha and (r.diff > 0 if r.metric == "answer" else r.diff < 0)) for r in per_depth.itertuples()
         )
         lines.append(
-            f"- {a} vs {b}: {agree} of {len(per_depth)} depth x metric cells resolve in the paper's direction. "
+            f"- {a} vs {b}: {agree} of {len(per_depth)} depth x metric cells resolve in the paper's direction "
+            f"(bootstrap p Holm-adjusted over the {len(per_depth)} cells < {alpha:.2g}). "
             f"Retrieval accuracy difference {pooled.loc['accuracy', 'diff']:+.3f} "
             f"[{pooled.loc['accuracy', 'ci_low']:+.3f}, {pooled.loc['accuracy', 'ci_high']:+.3f}]."
         )
