@@ -369,14 +369,23 @@ def _needle_errors(config: Mapping[str, Any]) -> list[str]:
             )
     if not errors and not needle_models(config):
         errors.append("config key 'needle': no model to probe (set needle.models or configure a scratch llama/diffllama/gpt2)")
-    longest = max(section["context_lengths"]) + section["max_new_tokens"]
+    widest = max(section["context_lengths"]) + (max(section["n_needles"]) - 1) * section["context_per_needle"]
+    longest = widest + section["max_new_tokens"]
+    block = (config.get("pretrain") or {}).get("max_length")
     for name in dict.fromkeys(spec["base"] for spec in needle_models(config).values()) if not errors else ():
         spec = config["models"][name]
         if spec["source"] == "scratch" and longest > spec.get("max_position_embeddings", 512):
             errors.append(
-                f"config key 'needle.context_lengths': {max(section['context_lengths'])} tokens + max_new_tokens "
-                f"{section['max_new_tokens']} exceed models.{name}.max_position_embeddings "
-                f"({spec.get('max_position_embeddings', 512)})"
+                f"config key 'needle.context_lengths': the longest cell ({widest} tokens: context_lengths + "
+                f"(n_needles - 1) x context_per_needle) + max_new_tokens {section['max_new_tokens']} exceed "
+                f"models.{name}.max_position_embeddings ({spec.get('max_position_embeddings', 512)})"
+            )
+        elif spec["source"] == "scratch" and block is not None and longest > block:
+            key = "needle.context_per_needle" if section["context_per_needle"] else "needle.context_lengths"
+            errors.append(
+                f"config key '{key}': the longest cell ({widest} tokens: context_lengths + "
+                f"(n_needles - 1) x context_per_needle) + max_new_tokens {section['max_new_tokens']} exceed "
+                f"pretrain.max_length ({block}), the positions models.{name} was trained on"
             )
     corpus = section["corpus"]
     if corpus["min_chars"] > corpus["max_chars"]:
@@ -423,8 +432,8 @@ def needle_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def needle_probe_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     """The needle settings that change a model's probe results (items, decoding); not the aggregation's."""
-    keys = ("context_lengths", "depths", "n_needles", "items_per_cell", "number_digits", "haystack", "batch_size",
-            "max_new_tokens")
+    keys = ("context_lengths", "context_per_needle", "depth_tolerance", "depths", "n_needles", "items_per_cell",
+            "number_digits", "haystack", "batch_size", "max_new_tokens")
     return {k: config["needle"][k] for k in keys}
 
 
