@@ -646,7 +646,59 @@ def _mdlm_errors(config: Mapping[str, Any]) -> list[str]:
             errors.append(f"config key '{where}.steps': {steps} is not a multiple of the {answer // block} blocks")
         if steps > answer:
             errors.append(f"config key '{where}.steps': {steps} exceeds answer_length {answer} (≤ 1 token a step)")
+        block_length = (config.get("pretrain") or {}).get("max_length")
+        if spec.get("source") == "scratch" and block_length is not None and answer >= block_length:
+            errors.append(
+                f"config key '{where}.answer_length': {answer} answer positions leave no room for a prompt inside the "
+                f"{block_length} positions the model is trained on (pretrain.max_length); every prompt + "
+                "answer_length must fit them (checked per item before generation)"
+            )
+        init = spec.get("init")
+        if init is not None:
+            source = config["models"].get(init["from"])
+            if source is None or source.get("source") != "scratch" or source.get("architecture") != "llama":
+                errors.append(f"config key 'models.{name}.init.from': {init['from']!r} is not a scratch llama model of this study")
+            else:
+                different = [k for k in SIZE_KEYS_OF_INIT if source.get(k) != spec.get(k)]
+                if different:
+                    errors.append(
+                        f"config key 'models.{name}': {', '.join(different)} differ from models.{init['from']} "
+                        "(an mdlm initialised from a llama has its size fields)"
+                    )
+    for name, spec in config["models"].items():
+        if "init" in spec and not (spec.get("source") == "scratch" and spec.get("architecture") == "mdlm"):
+            errors.append(f"config key 'models.{name}.init': only for scratch mdlm models")
     return errors
+
+
+#: size fields an mdlm initialised from a llama must share with it
+SIZE_KEYS_OF_INIT: tuple[str, ...] = (
+    "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings",
+)
+
+
+def diffusion_init_source(config: Mapping[str, Any], model: str) -> str | None:
+    """The scratch llama an mdlm entry is initialised from (``models.<model>.init.from``), else None."""
+    init = config["models"].get(model, {}).get("init")
+    return None if init is None else str(init["from"])
+
+
+def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The train spec of an mdlm initialised from a llama: the shared pretrain settings with the ``init`` entry's
+    steps, learning rate, batch size, warm-up and loss, on the math problems only (no extra corpora), unpacked,
+    each problem's answer padded with EOS to the model's ``diffusion.answer_length`` (the unmasking window)."""
+    spec = config["models"][model]
+    init = spec["init"]
+    settings = diffusion_settings(config, spec)
+    train = {k: v for k, v in config["pretrain"].items() if k != "replicates"}
+    train.update(
+        steps=init["steps"], learning_rate=init["learning_rate"], batch_size=init["batch_size"],
+        warmup_steps=init["warmup_steps"], loss_on=init["loss_on"], packing=False, extra_corpora=[],
+        eval_every=min(train["eval_every"], init["steps"]),
+    )
+    if init["loss_on"] == "answer":
+        train["answer_window"] = settings["answer_length"]
+    return train
 
 
 def validate_config(

@@ -205,7 +205,10 @@ def allocation_tables(
             if scope == "last_prompt_token" and diffusion:
                 # the first decoding step: prompt + masked answer; the query is the first answer position
                 seq = ids + [int(model.config.mask_token_id)] * mask_tokens
-                seq_classes, positions = classes + [GEN] * mask_tokens, [len(ids)]
+                # the state that predicts the first answer position: that position itself, or (shift operation,
+                # an mdlm adapted from a causal LM) the last prompt token
+                first = len(ids) - 1 if getattr(model.config, "shift_logits", False) else len(ids)
+                seq_classes, positions = classes + [GEN] * mask_tokens, [first]
             elif scope == "last_prompt_token":
                 seq, seq_classes, positions = ids, classes, [len(ids) - 1]
             elif scope == "answer_token":
