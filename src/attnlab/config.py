@@ -379,14 +379,23 @@ def _needle_errors(config: Mapping[str, Any]) -> list[str]:
             )
     if not errors and not needle_models(config):
         errors.append("config key 'needle': no model to probe (set needle.models or configure a scratch llama/diffllama/gpt2)")
-    longest = max(section["context_lengths"]) + section["max_new_tokens"]
+    widest = max(section["context_lengths"]) + (max(section["n_needles"]) - 1) * section["context_per_needle"]
+    longest = widest + section["max_new_tokens"]
+    block = (config.get("pretrain") or {}).get("max_length")
     for name in dict.fromkeys(spec["base"] for spec in needle_models(config).values()) if not errors else ():
         spec = config["models"][name]
         if spec["source"] == "scratch" and longest > spec.get("max_position_embeddings", 512):
             errors.append(
-                f"config key 'needle.context_lengths': {max(section['context_lengths'])} tokens + max_new_tokens "
-                f"{section['max_new_tokens']} exceed models.{name}.max_position_embeddings "
-                f"({spec.get('max_position_embeddings', 512)})"
+                f"config key 'needle.context_lengths': the longest cell ({widest} tokens: context_lengths + "
+                f"(n_needles - 1) x context_per_needle) + max_new_tokens {section['max_new_tokens']} exceed "
+                f"models.{name}.max_position_embeddings ({spec.get('max_position_embeddings', 512)})"
+            )
+        elif spec["source"] == "scratch" and block is not None and longest > block:
+            key = "needle.context_per_needle" if section["context_per_needle"] else "needle.context_lengths"
+            errors.append(
+                f"config key '{key}': the longest cell ({widest} tokens: context_lengths + "
+                f"(n_needles - 1) x context_per_needle) + max_new_tokens {section['max_new_tokens']} exceed "
+                f"pretrain.max_length ({block}), the positions models.{name} was trained on"
             )
     corpus = section["corpus"]
     if corpus["min_chars"] > corpus["max_chars"]:
@@ -433,8 +442,8 @@ def needle_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def needle_probe_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     """The needle settings that change a model's probe results (items, decoding); not the aggregation's."""
-    keys = ("context_lengths", "depths", "n_needles", "items_per_cell", "number_digits", "haystack", "batch_size",
-            "max_new_tokens")
+    keys = ("context_lengths", "context_per_needle", "depth_tolerance", "depths", "n_needles", "items_per_cell",
+            "number_digits", "haystack", "batch_size", "max_new_tokens")
     return {k: config["needle"][k] for k in keys}
 
 
@@ -805,7 +814,59 @@ def _mdlm_errors(config: Mapping[str, Any]) -> list[str]:
             errors.append(f"config key '{where}.steps': {steps} is not a multiple of the {answer // block} blocks")
         if steps > answer:
             errors.append(f"config key '{where}.steps': {steps} exceeds answer_length {answer} (≤ 1 token a step)")
+        block_length = (config.get("pretrain") or {}).get("max_length")
+        if spec.get("source") == "scratch" and block_length is not None and answer >= block_length:
+            errors.append(
+                f"config key '{where}.answer_length': {answer} answer positions leave no room for a prompt inside the "
+                f"{block_length} positions the model is trained on (pretrain.max_length); every prompt + "
+                "answer_length must fit them (checked per item before generation)"
+            )
+        init = spec.get("init")
+        if init is not None:
+            source = config["models"].get(init["from"])
+            if source is None or source.get("source") != "scratch" or source.get("architecture") != "llama":
+                errors.append(f"config key 'models.{name}.init.from': {init['from']!r} is not a scratch llama model of this study")
+            else:
+                different = [k for k in SIZE_KEYS_OF_INIT if source.get(k) != spec.get(k)]
+                if different:
+                    errors.append(
+                        f"config key 'models.{name}': {', '.join(different)} differ from models.{init['from']} "
+                        "(an mdlm initialised from a llama has its size fields)"
+                    )
+    for name, spec in config["models"].items():
+        if "init" in spec and not (spec.get("source") == "scratch" and spec.get("architecture") == "mdlm"):
+            errors.append(f"config key 'models.{name}.init': only for scratch mdlm models")
     return errors
+
+
+#: size fields an mdlm initialised from a llama must share with it
+SIZE_KEYS_OF_INIT: tuple[str, ...] = (
+    "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings",
+)
+
+
+def diffusion_init_source(config: Mapping[str, Any], model: str) -> str | None:
+    """The scratch llama an mdlm entry is initialised from (``models.<model>.init.from``), else None."""
+    init = config["models"].get(model, {}).get("init")
+    return None if init is None else str(init["from"])
+
+
+def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The train spec of an mdlm initialised from a llama: the shared pretrain settings with the ``init`` entry's
+    steps, learning rate, batch size, warm-up and loss, on the math problems only (no extra corpora), unpacked,
+    each problem's answer padded with EOS to the model's ``diffusion.answer_length`` (the unmasking window)."""
+    spec = config["models"][model]
+    init = spec["init"]
+    settings = diffusion_settings(config, spec)
+    train = {k: v for k, v in config["pretrain"].items() if k != "replicates"}
+    train.update(
+        steps=init["steps"], learning_rate=init["learning_rate"], batch_size=init["batch_size"],
+        warmup_steps=init["warmup_steps"], loss_on=init["loss_on"], packing=False, extra_corpora=[],
+        eval_every=min(train["eval_every"], init["steps"]),
+    )
+    if init["loss_on"] == "answer":
+        train["answer_window"] = settings["answer_length"]
+    return train
 
 
 def validate_config(

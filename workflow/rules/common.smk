@@ -3,9 +3,12 @@
 import json
 import os
 import re
+import shlex
 
 from attnlab.config import (
     ConfigError,
+    diffusion_adaptation_spec,
+    diffusion_init_source,
     fewshot_seed,
     model_variants,
     parse_sft_name,
@@ -101,12 +104,32 @@ def pretrain_seed(model):
 
 
 def pretrain_spec(wildcards):
-    """The shared train settings as JSON; replicate seeds are not part of them (adding one reruns nothing else)."""
+    """The shared train settings as JSON; replicate seeds are not part of them (adding one reruns nothing else).
+
+    An mdlm initialised from a llama (``models.<name>.init``) trains with its adaptation settings instead
+    (attnlab.config.diffusion_adaptation_spec)."""
+    base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
+    if diffusion_init_source(STUDY, base) is not None:
+        return shell_quote(diffusion_adaptation_spec(STUDY, base))
     return shell_quote({k: v for k, v in STUDY["pretrain"].items() if k != "replicates"})
 
 
 def extra_corpora(wildcards):
+    base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
+    if diffusion_init_source(STUDY, base) is not None:
+        return []  # the adaptation trains on the math problems only
     return [f"{RESULTS}/corpus/{name}.parquet" for name in STUDY["pretrain"]["extra_corpora"]]
+
+
+def init_model(wildcards):
+    """The trained llama an mdlm starts from (models.<name>.init.from), as a job input; none for other models."""
+    base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
+    source = diffusion_init_source(STUDY, base)
+    return {} if source is None else {"init": f"{RESULTS}/models/{source}"}
+
+
+def init_flag(wildcards, input):
+    return f"--init-from {shlex.quote(input.init)}" if "init" in input.keys() else ""
 
 
 def model_location(model):
