@@ -49,6 +49,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from attnlab.attention import MAP_DIFFERENTIAL, MAP_RAW_A, MAP_RAW_B, MAP_STANDARD
+from attnlab.interventions import CallCounter, attention_implementation, require_reached
 from attnlab.models.architectures import model_types
 
 __all__ = [
@@ -131,7 +132,7 @@ class _State:
     base: str  # the model's own implementation: "sdpa" or "eager"
     atol: float
     results: list[Any]
-    calls: int = 0
+    counter: CallCounter = field(default_factory=CallCounter)
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)  # DiffLlama: first call's rows, per module
 
 
@@ -204,7 +205,7 @@ def _capture_forward(module, query, key, value, attention_mask, **kwargs):
                              attention_mask, **kwargs)
     if state is None:
         return output, None
-    state.calls += 1
+    state.counter.calls += 1
     t_q, t_k = query.shape[2], key.shape[2]
     offset = t_k - t_q  # absolute key position of query row 0 (> 0 when decoding with a cache)
     positions = range(t_k) if state.query_positions is None else state.query_positions
@@ -323,17 +324,17 @@ def capture_attention(
         atol=_default_atol(model) if atol is None else float(atol),
         results=[],
     )
-    model.set_attn_implementation(CAPTURE_IMPLEMENTATION)
-    _ACTIVE.append(state)
-    try:
-        yield state.results
-    finally:
-        _ACTIVE.remove(state)
-        model.set_attn_implementation(previous)
-    if state.calls == 0:
-        raise UnsupportedArchitectureError(
-            f"no attention layer of {type(model).__name__} called the capture function; its attention modules do "
-            "not dispatch through transformers' ALL_ATTENTION_FUNCTIONS"
-        )
+    with attention_implementation(model, CAPTURE_IMPLEMENTATION):
+        _ACTIVE.append(state)
+        try:
+            yield state.results
+        finally:
+            _ACTIVE.remove(state)
+    require_reached(
+        state.counter,
+        f"the capture function of {type(model).__name__}'s attention layers (they must dispatch through "
+        "transformers' ALL_ATTENTION_FUNCTIONS)",
+        UnsupportedArchitectureError,
+    )
     if state.pending:
         raise CaptureMismatchError("a differential-attention layer was called once instead of twice per forward")

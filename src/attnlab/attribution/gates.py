@@ -22,12 +22,15 @@ they are removed when the :class:`HeadGates` context exits.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
+from attnlab.interventions import forward_hooks
 from attnlab.models.architectures import ARCHITECTURES, by_model_type, head_units
 
 __all__ = [
@@ -150,7 +153,7 @@ class HeadGates:
         self.model = model
         self.layout = layout if layout is not None else gate_layout(model)
         self.alpha: torch.Tensor | None = None
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._hooks: contextlib.ExitStack | None = None
 
     def set(self, alpha: torch.Tensor | None) -> None:
         """Use ``alpha`` (``[batch, L, U]``, ``[L, U]`` or None = identity) for the following forwards."""
@@ -180,15 +183,20 @@ class HeadGates:
         return pre_hook
 
     def __enter__(self) -> "HeadGates":
-        if self._handles:
+        if self._hooks is not None:
             raise RuntimeError("HeadGates is already active")
-        self._handles = [p.register_forward_pre_hook(self._hook(i)) for i, p in enumerate(self.layout.projections)]
+        registrations = [
+            functools.partial(projection.register_forward_pre_hook, self._hook(layer))
+            for layer, projection in enumerate(self.layout.projections)
+        ]
+        self._hooks = contextlib.ExitStack()
+        self._hooks.enter_context(forward_hooks(registrations))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            hooks.close()
         self.alpha = None
 
 

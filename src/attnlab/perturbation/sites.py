@@ -33,13 +33,14 @@ fused CUDA kernel path that bypasses the module), instead of silently measuring 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import functools
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from attnlab.interventions import CallCounter, forward_hooks, require_reached
 from attnlab.models import architectures
 from attnlab.models.architectures import model_types
 
@@ -100,11 +101,8 @@ def site_width(model: PreTrainedModel, site: str) -> int:
     return int(config.num_heads)  # mamba2: one dt per head
 
 
-@dataclass
-class HookCalls:
-    """How often the hook ran (checked after the forward pass)."""
-
-    calls: int = 0
+#: how often a site hook ran (checked after the forward pass by :func:`require_called`)
+HookCalls = CallCounter
 
 
 def _check_layer(model: PreTrainedModel, layer: int) -> nn.Module:
@@ -200,7 +198,7 @@ def site_hook(model: PreTrainedModel, site: str, layer: int, fn: SiteFn) -> Iter
                 return (fn(output[0]), *output[1:])
             return fn(output)
 
-        handle = block.register_forward_hook(residual_hook)
+        register = functools.partial(block.register_forward_hook, residual_hook)
     elif site == "mlp":
         projection = architectures.mlp_projection(model, layer)
 
@@ -208,7 +206,7 @@ def site_hook(model: PreTrainedModel, site: str, layer: int, fn: SiteFn) -> Iter
             counter.calls += 1
             return (fn(args[0]), *args[1:])
 
-        handle = projection.register_forward_pre_hook(mlp_hook)
+        register = functools.partial(projection.register_forward_pre_hook, mlp_hook)
     elif kind == "mamba2":
         mixer = block.mixer
         heads = int(mixer.num_heads)
@@ -219,24 +217,19 @@ def site_hook(model: PreTrainedModel, site: str, layer: int, fn: SiteFn) -> Iter
             dt = output[..., -heads:] + bias  # [batch, seq, heads]
             return torch.cat([output[..., :-heads], fn(dt) - bias], dim=-1)
 
-        handle = mixer.in_proj.register_forward_hook(dt_hook)
+        register = functools.partial(mixer.in_proj.register_forward_hook, dt_hook)
     else:  # mamba (Mamba-1)
         with _mamba1_delta_hook(block, fn, counter):
             yield counter
         return
-    try:
+    with forward_hooks([register]):
         yield counter
-    finally:
-        handle.remove()
 
 
 def require_called(counter: HookCalls, site: str, layer: int) -> None:
-    """Raise if a hook never ran (a code path bypassed the module it is attached to)."""
-    if counter.calls == 0:
-        raise RuntimeError(
-            f"the {site} hook at layer {layer} never ran during the forward pass; this model's code path "
-            f"(e.g. a fused kernel) bypasses it, so a perturbation there would silently do nothing"
-        )
+    """Raise :class:`attnlab.interventions.InterventionNotReachedError` if a site hook never ran (a code path,
+    e.g. a fused kernel, bypassed the module it is attached to)."""
+    require_reached(counter, f"the {site} hook at layer {layer}")
 
 
 #: Mamba-2 chunk length used for analysis passes over short texts (see :func:`prepare_for_analysis`)

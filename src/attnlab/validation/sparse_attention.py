@@ -58,6 +58,7 @@ from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
+from attnlab.interventions import attention_implementation
 from attnlab.models.architectures import by_model_type, head_units
 
 __all__ = [
@@ -244,21 +245,17 @@ def sparse_attention(model: PreTrainedModel, unit_ratios: np.ndarray | None) -> 
         return
     head_ratios = expand_unit_ratios(model, unit_ratios)
     modules = attention_modules(model)
-    previous = model.config._attn_implementation
-    model.set_attn_implementation(SPARSE_ATTENTION)
-    if model.config._attn_implementation != SPARSE_ATTENTION:
-        raise RuntimeError(f"{type(model).__name__} does not accept the attention implementation {SPARSE_ATTENTION!r}")
-    try:
-        for module, ratios in zip(modules, head_ratios):
-            setattr(module, _RATIO_ATTR, torch.tensor(ratios, dtype=torch.float64))
-            setattr(module, _COUNT_ATTR, counts)
-        yield counts
-    finally:
-        for module in modules:
-            for attr in (_RATIO_ATTR, _COUNT_ATTR):
-                if hasattr(module, attr):
-                    delattr(module, attr)
-        model.set_attn_implementation(previous)
+    with attention_implementation(model, SPARSE_ATTENTION):
+        try:
+            for module, ratios in zip(modules, head_ratios):
+                setattr(module, _RATIO_ATTR, torch.tensor(ratios, dtype=torch.float64))
+                setattr(module, _COUNT_ATTR, counts)
+            yield counts
+        finally:
+            for module in modules:
+                for attr in (_RATIO_ATTR, _COUNT_ATTR):
+                    if hasattr(module, attr):
+                        delattr(module, attr)
 
 
 def allocate_keep_ratios(
