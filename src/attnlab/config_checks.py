@@ -21,12 +21,18 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
+from attnlab.models.architectures import ARCHITECTURES
+
 #: largest seed accepted anywhere in a config (numpy's legacy and many other generators take 32 bits)
 MAX_SEED = 2**32 - 1
 #: architectures whose sequence length is bounded by ``max_position_embeddings``
-POSITIONAL_ARCHITECTURES = ("llama", "diffllama", "gpt2", "mdlm")
+POSITIONAL_ARCHITECTURES = tuple(
+    a.name for a in ARCHITECTURES.values() if "max_position_embeddings" in a.size_keys
+)
 #: size keys a scratch state-space model needs (the attention models' ``num_heads`` is checked in config.py)
-SSM_REQUIRED = {"mamba": ("state_size", "expand"), "mamba2": ("state_size", "expand", "head_dim")}
+SSM_REQUIRED = {
+    a.name: tuple(k for k in a.size_keys if k not in ("hidden_size", "num_layers")) for a in ARCHITECTURES.values() if a.ssm
+}
 #: names a noise type may not have: files the workflow writes beside ``results/data/{base}/{noise}.parquet``
 RESERVED_VARIANT_NAMES = frozenset({"train"})
 RESERVED_VARIANT_SUFFIXES = (".tokens",)
@@ -72,7 +78,7 @@ def model_size_errors(config: Mapping[str, Any]) -> list[str]:
         elif heads and kv_heads:
             if heads % kv_heads:
                 errors.append(f"config key '{where}.num_kv_heads': {kv_heads} does not divide num_heads {heads}")
-            elif architecture == "diffllama" and kv_heads % 2:
+            elif ARCHITECTURES[architecture].differential and kv_heads % 2:
                 errors.append(f"config key '{where}.num_kv_heads': must be even for diffllama (head pairs), got {kv_heads}")
         if architecture == "mamba2" and "head_dim" in spec and "expand" in spec:
             inner = spec["expand"] * spec["hidden_size"]
