@@ -11,7 +11,6 @@ misbehave in) a job later; :func:`cross_field_errors` runs them all after the sc
 * the token length a job trains on fits the model: ``pretrain.max_length`` and each SFT recipe's
   ``max_length`` ≤ ``max_position_embeddings`` of every model with position limits it trains
   (llama, diffllama, gpt2, mdlm; the SSMs have no position table);
-* ``pretrain.warmup_steps`` ≤ ``pretrain.steps``;
 * every seed (a key ``seed``, ``*_seed``, ``seeds`` or ``*_seeds``, anywhere) is in 0 … 2**32 − 1, the
   range every generator the jobs seed accepts (numpy, ``random``, ``torch.manual_seed`` with offsets);
 * a noise type's name does not collide with a file the data stage writes beside the noisy variants
@@ -109,10 +108,6 @@ def length_errors(config: Mapping[str, Any]) -> list[str]:
                     f"config key 'pretrain.max_length': {pretrain['max_length']} tokens exceed "
                     f"models.{limit[0]}.max_position_embeddings ({limit[1]})"
                 )
-        if pretrain["warmup_steps"] > pretrain["steps"]:
-            errors.append(
-                f"config key 'pretrain.warmup_steps': {pretrain['warmup_steps']} exceeds pretrain.steps {pretrain['steps']}"
-            )
     if sft_enabled(config):
         sft = config.get("sft", {})
         for recipe_name, recipe in sft.get("recipes", {}).items():
