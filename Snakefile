@@ -4,7 +4,7 @@
 #   snakemake --cores 2 --configfile configs/paper.yaml   # another study (replaces config.yaml)
 #   snakemake --report results/report.html    # browsable report of tables and figures
 #
-# The config is validated against workflow/schemas/config.schema.yaml here,
+# The config is validated against src/attnlab/schemas/config.schema.yaml here,
 # before any job runs. Rules are thin calls into the `attnlab` CLI; the science
 # lives in src/attnlab.
 
@@ -47,4 +47,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         all_outputs(),
+        per_job_outputs(),
     default_target: True

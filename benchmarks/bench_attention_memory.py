@@ -1,11 +1,11 @@
-"""Peak memory of per-layer attention capture vs ``output_attentions=True`` (issue 4, "Performance").
+"""Peak memory of per-layer attention capture vs ``output_attentions=True``.
 
 A 16-layer tiny random model (default DiffLlama, hidden 64, 4 heads) on one sequence of 1024 tokens. Each method
 runs in a fresh subprocess; its peak is the process's peak resident set size (``ru_maxrss``) during the measured
 forward pass minus its resident set size just before it (model built and warmed up on a short sequence):
 
 * ``output_attentions``: eager attention, ``model(..., output_attentions=True)``: all layers' [H, T, T] maps are
-  returned together (what the prior tools did), then reduced to class masses;
+  returned together (the usual way with Hugging Face models), then reduced to class masses;
 * ``capture_all_queries``: :func:`attnlab.attention.capture.capture_attention` with every query row (full
   [H, T, T] maps, one layer at a time, reduced to class masses at once);
 * ``capture_last_token``: the same with only the last position's rows (what the stage measures).

@@ -1,6 +1,6 @@
 """Benchmark: attnlab's batched greedy evaluation vs a per-sample ``model.generate`` loop.
 
-The per-sample loop is how the prior tools evaluated: one prompt at a time, no padding, HF's own stop-string
+The per-sample loop is the plain Hugging Face way to evaluate: one prompt at a time, no padding, HF's own stop-string
 criterion (``stop_strings=...``), decode, cut at the first stop sequence. Both paths get the same model, prompts,
 ``max_new_tokens`` and stop sequences; the script checks that they produce identical texts, then prints items/s
 and generated tokens/s for both and the speed-up.
@@ -80,7 +80,7 @@ def make_prompts(n: int, num_fewshot: int, seed: int, data: Path | None = None) 
 
 
 def per_sample_loop(model, tokenizer, prompts: list[str], max_new_tokens: int, stops: list[str]) -> tuple[list[str], int]:
-    """The prior tools' evaluation: ``generate`` on one prompt at a time; returns (texts, generated token count)."""
+    """The plain per-prompt evaluation: ``generate`` on one prompt at a time; returns (texts, generated token count)."""
     texts, n_tokens = [], 0
     eos = tokenizer.eos_token_id
     with torch.inference_mode():

@@ -110,6 +110,22 @@ def test_ratio_table(tables):
     ratio_sum = sum(diff.loc[c, "mean"] for c in TOKEN_CLASSES)
     assert ratio_sum == pytest.approx(1.0)  # ratios are fractions of the net (1 - λ) mass
     assert set(table["layer"]) == {ALL_LAYERS, 0, 1}
+    # a layer whose λ_full is near 1 (net mass 1 − λ ≈ 0.01): its ratios are left out and counted, not printed
+    near = allocation.copy()
+    differential = (near["model"] == "diffllama") & (near["map_kind"] == "differential") & (near["layer"] == 1)
+    scale = 0.01 / near.loc[differential, list(TOKEN_CLASSES)].sum(axis=1)
+    near.loc[differential, list(TOKEN_CLASSES)] = near.loc[differential, list(TOKEN_CLASSES)].mul(scale, axis=0)
+    marked = attention_ratios(near, n_resamples=50, seed=1)
+    rows = marked[(marked["model"] == "diffllama") & (marked["map_kind"] == "differential")
+                  & (marked["query_scope"] == "last_prompt_token")]
+    layer1 = rows[(rows["layer"] == 1) & rows["measure"].isin(TOKEN_CLASSES)]
+    assert layer1["mean"].isna().all() and (layer1["n_items"] == 0).all()
+    n_rows = int((differential & (near["query_scope"] == "last_prompt_token")).sum())
+    assert (layer1["unstable_rows"] == n_rows).all()
+    overall_marked = rows[(rows["layer"] == ALL_LAYERS)].set_index("measure")
+    assert sum(overall_marked.loc[c, "mean"] for c in TOKEN_CLASSES) == pytest.approx(1.0)  # layer 0 only
+    assert overall_marked.loc["ni", "unstable_rows"] == n_rows
+    assert (table["unstable_rows"] == 0).all()  # the real tiny models are far from λ = 1
 
 
 def test_write_tables_and_figures_are_deterministic(tables, tmp_path):
@@ -147,3 +163,30 @@ def test_cli_measure(tokenizer, noisy, tmp_path):
     rows = read_parquet(out)
     assert rows["item"].nunique() == 2 and (rows["model"] == "tiny").all()
     assert main([*argv[:7], json.dumps({"items": 2, "typo": 1}), *argv[8:]]) == 2
+
+
+def test_answer_token_scope_queries_the_position_predicting_the_first_non_whitespace_answer_token(tokenizer, noisy):
+    from attnlab.attention.tokens import answer_producer
+
+    data = noisy.iloc[:2].copy()
+    # a leading digit (digits are split off, so " 5" is a lone space + "5") vs a word the tiny tokenizer glues (" He")
+    data["answer"] = ["5 + 3 = 8\n#### 8", "He has 8 apples.\n#### 8"]
+    model = build_tiny_model("llama", tokenizer, hidden_size=32, num_heads=4, intermediate_size=64)
+    spec = AllocationSpec(items=2, query_scopes=("answer_token", "last_prompt_token"), token_map_items=0)
+    rows, _ = allocation_tables(model, tokenizer, data, spec, model_name="llama", base="synthetic", variant="inf")
+    assert set(rows["query_scope"]) == {"answer_token", "last_prompt_token"}
+    for item, answer in zip(data["id"], data["answer"]):
+        prompt = "Question: " + data.set_index("id").loc[item, "question"].strip() + "\nAnswer:"
+        ids, offsets, n_prompt, producer = answer_producer(tokenizer, prompt, answer)
+        first = len(prompt) + 1
+        assert offsets[producer + 1][0] <= first < offsets[producer + 1][1]  # the next token starts the answer
+        assert all(prompt[s:e].strip() == "" or s >= len(prompt) for s, e in offsets[n_prompt : producer + 1])
+        mine = rows[rows["item"] == item].set_index(["query_scope", "layer", "head"]).sort_index()
+        answer_rows, last_rows = mine.loc["answer_token"], mine.loc["last_prompt_token"]
+        assert (answer_rows["n_gen"] == producer + 1 - n_prompt).all()
+        if producer == n_prompt - 1:  # the tokenizer glues the space to the answer: the same query
+            assert np.allclose(answer_rows[list(TOKEN_CLASSES)], last_rows[list(TOKEN_CLASSES)])
+        else:  # the lone space token is a key of the answer query
+            assert (answer_rows["gen"] > 0).all() and not np.allclose(answer_rows["kmi"], last_rows["kmi"])
+    n_gen = rows[rows["query_scope"] == "answer_token"].groupby("item")["n_gen"].first()
+    assert n_gen.loc[data["id"].iloc[0]] == 1 and n_gen.loc[data["id"].iloc[1]] == 0  # digit split vs glued word

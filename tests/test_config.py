@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import copy
 from pathlib import Path
 
@@ -148,3 +149,27 @@ def test_replicates_name_models_and_reject_clashes(tmp_path):
         validate_config(bad, base_dir=REPO)
     assert "'pretrain.replicates.models': 'nope'" in str(err.value)
     assert "'pretrain.replicates.seeds'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["models"]["mdlm"]["init"].update({"from": "gpt2"}), "'models.mdlm.init.from': 'gpt2' is not a scratch llama"),
+        (lambda c: c["models"]["mdlm"].update(hidden_size=64), "'models.mdlm': hidden_size differ from models.llama"),
+        (lambda c: c["models"]["gpt2"].update(init={"from": "llama"}), "'models.gpt2.init': only for scratch mdlm"),
+        (lambda c: c["models"]["mdlm"]["diffusion"].update(answer_length=192, block_length=8, steps=24),
+         "'models.mdlm.diffusion.answer_length': 192 answer positions leave no room"),
+    ],
+)
+def test_diffusion_init_errors_name_the_key(edit, message: str) -> None:
+    from attnlab.config import ConfigError, diffusion_adaptation_spec, load_yaml, validate_config
+    from workflow_helpers import REPO
+
+    config = load_yaml(REPO / "configs" / "ci.yaml")
+    study = validate_config(config)
+    adapt = diffusion_adaptation_spec(study, "mdlm")
+    assert adapt["answer_window"] == study["models"]["mdlm"]["diffusion"]["answer_length"]
+    assert adapt["packing"] is False and adapt["extra_corpora"] == [] and adapt["steps"] == study["models"]["mdlm"]["init"]["steps"]
+    edit(config)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config)

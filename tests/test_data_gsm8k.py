@@ -107,3 +107,39 @@ def test_hub_code_path_with_a_local_dataset_folder(tmp_path: Path) -> None:
     assert [q[s["start"] : s["end"]] for q, spans in zip(frame["question"], frame["key_spans"]) for s in spans][:2] == ["3", "2"]
     with pytest.raises(RuntimeError, match="could not load hub dataset"):
         load_base_dataset({"loader": "gsm8k", "hub_id": str(tmp_path / "nothing_here")}, "test", seed=0)
+
+
+GOOD = '{"question": "Ok?", "answer": "1+1=<<1+1=2>>2\\n#### 2"}'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"empty\.jsonl: line 1: no GSM8K items \(the file is empty\)"),
+        (b"\n   \n\n", r"empty\.jsonl: line 3: no GSM8K items \(its 3 line\(s\) are blank\)"),
+        (GOOD.encode() + b'\n{"question": "caf\xe9?", "answer": "#### 3"}\n', r"empty\.jsonl: line 2: not UTF-8 \(byte 0xe9"),
+        (f"{GOOD}\n\n{GOOD}\n".encode(), r"empty\.jsonl: line 3: duplicate item: the same question as line 1"),
+    ],
+)
+def test_bad_files_get_one_line_naming_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataFormatError, match=message):
+        load_base_dataset({"loader": "gsm8k", "test_path": str(path)}, "test", seed=0)
+
+
+def test_data_cli_reports_a_bad_file_in_one_line_with_status_2(tmp_path: Path, capsys) -> None:
+    from attnlab.cli import main
+
+    path = tmp_path / "blank.jsonl"
+    path.write_text("\n\n", encoding="utf-8")
+    spec = json.dumps({"loader": "gsm8k", "test_path": str(path)})
+    out = tmp_path / "x.parquet"
+    assert main(["data", "base", "--spec", spec, "--split", "test", "--seed", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"attnlab: error: {path}: line 2: no GSM8K items (its 2 line(s) are blank)"
+    assert not out.exists()
+    write_lines(path, [GOOD])
+    with pytest.raises(SystemExit) as exit_info:  # --n 0 would write a table without items
+        main(["data", "base", "--spec", spec, "--split", "test", "--seed", "1", "--n", "0", "--out", str(out)])
+    assert exit_info.value.code == 2 and "--n: expected an integer >= 1" in capsys.readouterr().err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -215,9 +214,3 @@ def test_bank_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"RCS\.sum\[0\]: must use exactly the slots"):
         load_noise_bank(str(broken))
 
-
-def test_noise_speed(synthetic) -> None:
-    for noise_type in NOISE_TYPES:
-        start = time.perf_counter()
-        apply_noise(synthetic, noise_type, seed=1)
-        assert time.perf_counter() - start < 2.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -144,10 +143,3 @@ def test_template_errors_name_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="template file not found"):
         load_templates(str(tmp_path / "missing.yaml"))
 
-
-def test_generation_speed() -> None:
-    start = time.perf_counter()
-    train = load_base_dataset({"loader": "synthetic", "train_size": 20000, "test_size": 1000}, "train", seed=5)
-    elapsed = time.perf_counter() - start
-    assert len(train) == 20000
-    assert elapsed < 15, f"20k train + 1k test took {elapsed:.1f}s"

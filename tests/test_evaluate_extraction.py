@@ -110,7 +110,7 @@ def test_extract_flexible(generation: str, expected: str | None) -> None:
     [("#### -18", -18.0), ("#### -$4", -4.0), ("The loss was -3.5.", -3.5)],
 )
 def test_negative_answers_keep_their_sign(generation: str, gold: float) -> None:
-    """Prior tools' regexes dropped the minus: -18 scored as 18. Here only the signed value matches."""
+    """A number regex without the sign drops the minus (-18 scored as 18). Here only the signed value matches."""
     predicted = extract_strict(generation) or extract_flexible(generation)
     assert answers_match(predicted, gold)
     assert not answers_match(predicted, -gold)

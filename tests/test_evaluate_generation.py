@@ -45,7 +45,7 @@ def models(tokenizer: PreTrainedTokenizerFast) -> dict[str, PreTrainedModel]:
 
 
 def unbatched_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompt: str, n: int) -> list[int]:
-    """Plain per-prompt greedy ``generate`` (no padding at all), the prior tools' way; new token ids (EOS kept)."""
+    """Plain per-prompt greedy ``generate`` (no padding at all), the plain Hugging Face way; new token ids (EOS kept)."""
     encoded = tokenizer(prompt, return_tensors="pt")
     with torch.inference_mode():
         out = model.generate(

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from attnlab.evaluate.tiny import build_tiny_tokenizer
 from attnlab.models.registry import build_scratch_config
-from attnlab.perturbation.jacobian import LayerJacobian, effective_rank, encode_texts, run_jacobian, spectral_norm
+from attnlab.perturbation.jacobian import DEFAULT_JACOBIAN_SPEC, LayerJacobian, effective_rank, encode_texts, run_jacobian, spectral_norm
 from attnlab.perturbation.sites import site_hook
 
 TEXTS = ["The capital of Rifelistan is Drouzex.", "Ava has 3 pens.", "Ben plays for Kolvar United."]
@@ -67,6 +67,17 @@ def test_power_iteration_finds_the_largest_singular_value(tokenizer, one_torch_t
     exact = torch.linalg.matrix_norm(torch.stack(rows), ord=2)
     estimate = spectral_norm(jac, 50, torch.Generator().manual_seed(1))
     assert float(estimate[0]) == pytest.approx(float(exact), rel=1e-4)
+    # every iteration count gives a lower bound; the default is within 1 % of the exact norm
+    for iterations in (1, 3, 10, DEFAULT_JACOBIAN_SPEC["power_iterations"]):
+        assert float(spectral_norm(jac, iterations, torch.Generator().manual_seed(1))[0]) <= float(exact) * (1 + 1e-9)
+    for text in TEXTS:
+        ids, mask = encode_texts(tokenizer, [text])
+        for layer in (0, 1):
+            jac = LayerJacobian(model, ids, mask, layer=layer)
+            rows = [jac.vjp(torch.eye(vocab, dtype=torch.float64)[i : i + 1]).flatten() for i in range(vocab)]
+            exact = float(torch.linalg.matrix_norm(torch.stack(rows), ord=2))
+            default = spectral_norm(jac, DEFAULT_JACOBIAN_SPEC["power_iterations"], torch.Generator().manual_seed(layer))
+            assert exact * 0.99 <= float(default[0]) <= exact * (1 + 1e-9)
 
 
 def test_effective_rank_of_known_spectra():

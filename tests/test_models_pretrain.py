@@ -312,3 +312,57 @@ def test_extra_documents_join_the_corpus_and_change_the_model(corpus, tokenizer_
     again = pretrain(SPEC, train, tokenizer_dir, corpus, seed=1, out_dir=tmp_path / "c", threads=1, progress=False,
                      extra_documents=extra)
     assert again.equals(mixed)
+
+
+def test_answer_window_sequences_pad_the_answer_with_eos_to_the_window(corpus, tokenizer_dir):
+    from attnlab.models.pretrain import answer_window_sequences
+    from attnlab.prompts import format_question
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    sequences, labels, cut = answer_window_sequences(corpus.iloc[:5], tokenizer, 24, 512)
+    assert cut == 0
+    eos = tokenizer.eos_token_id
+    for row, ids, target in zip(corpus.iloc[:5].itertuples(), sequences, labels):
+        prompt = tokenizer(format_question(row.question))["input_ids"]
+        assert ids[: len(prompt)] == prompt and len(ids) == len(prompt) + 24
+        assert target[: len(prompt)] == [-100] * len(prompt) and target[len(prompt) :] == ids[len(prompt) :]
+        solution = tokenizer(format_question(row.question) + " " + row.answer)["input_ids"][len(prompt) :]
+        window = ids[len(prompt) :]
+        n = min(len(solution), 24)
+        assert window[:n] == solution[:n] and all(t == eos for t in window[n:])  # EOS-padded (or cut)
+    _, _, cut = answer_window_sequences(corpus.iloc[:5], tokenizer, 24, 20)
+    assert cut == 5
+
+
+def test_mdlm_initialised_from_a_llama_keeps_its_weights_and_shifts_its_logits(corpus, tokenizer_dir, tmp_path):
+    """The adapted mdlm loads the llama's weights exactly; logits[:, i] is the head of the hidden state at i - 1."""
+    from attnlab.evaluate.diffusion import generate_diffusion
+
+    llama_dir = tmp_path / "llama"
+    pretrain(SPEC, TRAIN, tokenizer_dir, corpus, 1, llama_dir, progress=False)
+    llama, _ = load_model(llama_dir)
+    adapt = {**TRAIN, "steps": 0 + 2, "loss_on": "answer", "answer_window": 16, "learning_rate": 1e-12}
+    mdlm_spec = {**SPEC, "architecture": "mdlm"}
+    mdlm_dir = tmp_path / "mdlm"
+    pretrain(mdlm_spec, adapt, tokenizer_dir, corpus, 1, mdlm_dir, progress=False, init_from=llama_dir)
+    mdlm, tokenizer = load_model(mdlm_dir)
+    assert type(mdlm).__name__ == "MDLMForMaskedDiffusion" and mdlm.config.shift_logits
+    assert mdlm.config.trained_positions == TRAIN["max_length"]
+    assert read_training_info(mdlm_dir)["init_from"] == str(llama_dir)
+    llama_state, mdlm_state = llama.state_dict(), mdlm.state_dict()
+    assert set(llama_state) == set(mdlm_state)
+    # lr 1e-12 for 2 steps: the weights are still the llama's (to float precision)
+    assert all(torch.allclose(llama_state[k], mdlm_state[k], atol=1e-6) for k in llama_state)
+    ids = torch.tensor([tokenizer("Question: 3 plus 4?\nAnswer: 7")["input_ids"]])
+    with torch.no_grad():
+        hidden = mdlm.model(input_ids=ids).last_hidden_state  # [1, T, d]
+        logits = mdlm(input_ids=ids).logits  # [1, T, V]
+    assert torch.allclose(logits[:, 1:], mdlm.lm_head(hidden)[:, :-1], atol=1e-5)
+    with pytest.raises(ValueError, match="positions the model was trained on"):
+        generate_diffusion(mdlm, tokenizer, ["Question: 3 plus 4?\nAnswer:"], batch_size=1, steps=60,
+                           block_length=60, answer_length=60, stop_sequences=[])
+    with pytest.raises(ValueError, match="init_from is for architecture mdlm"):
+        pretrain(SPEC, TRAIN, tokenizer_dir, corpus, 1, tmp_path / "x", progress=False, init_from=llama_dir)
+    with pytest.raises(ValueError, match="hidden_size"):
+        pretrain({**mdlm_spec, "hidden_size": 64}, adapt, tokenizer_dir, corpus, 1, tmp_path / "y", progress=False,
+                 init_from=llama_dir)

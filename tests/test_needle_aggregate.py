@@ -61,7 +61,9 @@ def test_item_scores_are_fractions_of_net_mass_on_the_effective_map() -> None:
     assert len(scores) == 24
     assert scores["noise"].to_numpy() == pytest.approx(0.2)
     assert scores["haystack"].to_numpy() == pytest.approx(0.15)
-    assert scores["answer"].mean() == pytest.approx(0.4, abs=0.02)
+    assert scores["answer"].mean() == pytest.approx(0.2, abs=0.01)  # the answer number's tokens only
+    assert scores["answer_sentence"].mean() == pytest.approx(0.4, abs=0.02)  # the whole needle sentence
+    assert scores["depth_actual"].to_numpy() == pytest.approx(scores["depth"].to_numpy() / 100)
     only_haystack = item_scores(probe, "answer", ["haystack"])
     assert only_haystack["noise"].to_numpy() == pytest.approx(0.15)
     with pytest.raises(ValueError, match="query_scope"):
@@ -92,13 +94,21 @@ def test_tables_and_verdict_follow_the_intervals(tmp_path, flip: bool) -> None:
     assert read_parquet(paths["table"]).equals(table)
     pooled = table[(table["depth"] == "all") & (table["n_needles"] == "all")].set_index(["model", "metric"])
     assert pooled.loc[("llama", "answer"), "n_seeds"] == 2 and pooled.loc[("diffllama", "answer"), "n_seeds"] == 1
-    assert pooled.loc[("llama", "answer"), "mean"] == pytest.approx(0.065, abs=0.01)
+    assert pooled.loc[("llama", "answer_sentence"), "mean"] == pytest.approx(0.065, abs=0.01)
+    assert pooled.loc[("llama", "answer"), "mean"] == pytest.approx(0.0325, abs=0.005)
     assert pooled.loc[("llama", "accuracy"), "mean"] == pytest.approx(0.5)
     assert set(table["depth"]) == {"0", "100", "all"} and set(table["n_needles"]) == {"2", "all"}
     assert (table["ci_low"] <= table["mean"] + 1e-12).all() and (table["mean"] <= table["ci_high"] + 1e-12).all()
     assert set(comparison["model_a"]) == {"diffllama"} and set(comparison["model_b"]) == {"llama"}
+    cells = comparison[(comparison["depth"] != "all") & comparison["metric"].isin(["answer", "noise"])]
+    assert len(cells) == 4 and (cells["p_holm"] >= cells["p_value"]).all()  # Holm over the depth × metric cells
+    assert comparison.loc[comparison["depth"] == "all", "p_holm"].isna().all()  # the pooled tests are the verdict's
+    assert set(comparison.loc[comparison["depth"] == "all", "n_items"]) == {24} and set(comparison["n_items"]) == {12, 24}
+    assert set(comparison["metric"]) >= {"answer", "answer_sentence"}
     text = paths["markdown"].read_text()
     assert "| model | 0 % | 100 % | all depths |" in text
+    assert "Realised depth of the target needle" in text and "| 1.00 | 1.000 [1.000, 1.000] | 0.000 |" in text
+    assert "paired on the identical probe items" in text
     if flip:
         assert "(more for DIFF) is reversed" in text and "(less for DIFF) is reversed" in text
         assert "does not fully reproduce" in text
@@ -111,3 +121,17 @@ def test_tables_and_verdict_follow_the_intervals(tmp_path, flip: bool) -> None:
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
     plot_depth(table, figure)
     assert figure.read_bytes() == first  # byte-stable
+
+
+def test_comparison_refuses_models_probed_on_different_items(tmp_path) -> None:
+    probes = [
+        _probe("llama", "standard", answer=0.06, noise=0.5, rng_seed=1),
+        _probe("diffllama", "differential", answer=0.3, noise=0.1, total=0.3, rng_seed=3, n_items=10),
+    ]
+    models = {m: {"base": m, "seed": 1, "architecture": m} for m in ("llama", "diffllama")}
+    with pytest.raises(ValueError, match="same items"):
+        write_outputs(
+            probes, models, query_scope="answer", noise_classes=["haystack"], n_resamples=50, confidence=0.95,
+            seed=0, table_path=tmp_path / "t.parquet", comparison_path=tmp_path / "c.parquet",
+            markdown_path=tmp_path / "t.md", metadata={},
+        )

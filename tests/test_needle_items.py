@@ -59,9 +59,17 @@ def test_realize_places_the_target_at_its_depth_and_records_spans(resources, dep
         assert episode.target_span[0] == 0 == starts[0] and episode.depth_actual == 0.0
     if depth == 100:
         assert episode.target_span[1] == len(context) and episode.depth_actual == pytest.approx(1.0)
-    # slot round(depth/100 * 8): the number of filler sentences before the target
-    before = sum(1 for s in plan.filler[:8] if text.index(s) < episode.target_span[0])
-    assert before == round(depth / 100 * 8)
+    # the target sits in the gap whose realised depth is nearest the nominal one: recompute every gap's depth from
+    # the context without the target (its sentences and their ends)
+    start, end = episode.target_span
+    rest = (context[:start] + context[end + 1 :]) if start == 0 else (context[: start - 1] + context[end:])
+    sentences = [*plan.filler[:8], *plan.needles[1:]]
+    ends = sorted(rest.index(s) + len(s) for s in sentences)
+    movable = len(rest) + 1  # positions the target's first character can take: after any sentence and its space
+    gap_depths = [0.0] + [(e + 1) / movable for e in ends]
+    best = min(abs(g - depth / 100) for g in gap_depths)
+    assert abs(episode.depth_actual - depth / 100) == pytest.approx(best)
+    assert episode.depth_actual == pytest.approx(start / movable)
     assert len(set(plan.numbers)) == n_needles and len(set(plan.cities)) == n_needles
 
 
@@ -98,6 +106,20 @@ def test_probe_items_are_seeded_per_cell_and_fit_the_context(resources, tokenize
     assert not (other["prompt"] == small["prompt"]).all()
 
 
+def test_probe_context_grows_with_the_needles_and_the_tolerance_is_enforced(resources, tokenizer) -> None:
+    kwargs = dict(context_lengths=[300], depths=[25, 50], n_needles=[1, 3], items_per_cell=2, number_digits=4, seed=5)
+    grown = probe_items(resources, resources.filler, tokenizer, context_per_needle=70, depth_tolerance=0.1, **kwargs)
+    assert set(grown.groupby("n_needles")["context_budget"].first().items()) == {(1, 300), (3, 440)}
+    assert (grown["n_prompt_tokens"] <= grown["context_budget"]).all()
+    assert ((grown["depth_actual"] - grown["depth"] / 100).abs() <= 0.1).all()
+    flat = probe_items(resources, resources.filler, tokenizer, **kwargs)
+    assert grown.groupby("n_needles")["n_filler"].mean()[3] > flat.groupby("n_needles")["n_filler"].mean()[3]
+    # a context with (almost) no room for filler cannot place the target at 25 % or 50 %
+    with pytest.raises(ValueError, match=r"depth=25 %, n_needles=3: no draw of 32 .*context_per_needle"):
+        probe_items(resources, resources.filler, tokenizer, **{**kwargs, "context_lengths": [200], "n_needles": [3]},
+                    depth_tolerance=0.001)
+
+
 def test_corpus_is_deterministic_bounded_and_disjoint_from_probe_cities(resources) -> None:
     kwargs = dict(size=60, n_needles=[1, 3], min_chars=150, max_chars=400, number_digits=4, seed=1)
     corpus = corpus_documents(resources, resources.filler, **kwargs)
@@ -124,3 +146,51 @@ def test_hub_haystack_offline_error_names_the_dataset(monkeypatch) -> None:
     with pytest.raises(RuntimeError, match=r"'attnlab-test/no-such-dataset'.*needle.haystack.source: resources"):
         load_hub_haystack("attnlab-test/no-such-dataset", None, "test")
     assert split_sentences("It rained. Then it stopped! Did it? yes.") == ["It rained.", "Then it stopped!", "Did it? yes."]
+
+
+def test_default_study_grid_holds_every_nominal_depth_within_the_tolerance() -> None:
+    """The default config's probe grid (every context length x depth x N x item) with the default study's tokenizer
+    recipe: every item's realised depth is within 0.10 of its nominal depth, with the haystack kept at every N, and
+    the longest prompt plus the generated tokens lies inside the pretraining blocks.
+
+    The tokenizer is trained as the default study trains it (byte-level BPE, the configured vocabulary size) on the
+    first 2,000 problems of the default study's synthetic train split, to keep the test short.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    from attnlab.config import validate_config
+    from attnlab.data.synthetic import load_synthetic
+    from attnlab.models.pretrain import corpus_documents as tokenizer_documents
+    from attnlab.models.tokenizer import train_tokenizer
+
+    root = Path(__file__).resolve().parents[1]
+    config = validate_config(yaml.safe_load((root / "config.yaml").read_text()))
+    section = config["needle"]
+    assert section["depth_tolerance"] == pytest.approx(0.10)
+    train = load_synthetic(config["datasets"][config["tokenizer"]["corpus"]], "train", config["seed"], 2000)
+    tokenizer = train_tokenizer(tokenizer_documents(train), config["tokenizer"]["vocab_size"])
+    resources = load_needle_resources()
+    items = probe_items(
+        resources,
+        resources.filler,
+        tokenizer,
+        context_lengths=section["context_lengths"],
+        depths=section["depths"],
+        n_needles=section["n_needles"],
+        items_per_cell=section["items_per_cell"],
+        number_digits=section["number_digits"],
+        seed=config["seed"],
+        context_per_needle=section["context_per_needle"],
+        depth_tolerance=None,  # no redraws: the placement alone must hold the depth
+    )
+    cells = len(section["context_lengths"]) * len(section["depths"]) * len(section["n_needles"])
+    assert len(items) == cells * section["items_per_cell"]
+    error = (items["depth_actual"] - items["depth"] / 100).abs()
+    worst = error.groupby([items["depth"], items["n_needles"]]).max()
+    assert (worst <= 0.10).all(), f"cells off their nominal depth:\n{worst[worst > 0.10]}"
+    filler = items.groupby("n_needles")["n_filler"].mean()
+    assert filler.min() >= 0.8 * filler.max()  # the haystack keeps its size as N grows
+    assert (items["n_prompt_tokens"] <= items["context_budget"]).all()
+    assert items["n_prompt_tokens"].max() + section["max_new_tokens"] <= config["pretrain"]["max_length"]

@@ -19,6 +19,7 @@ from attnlab.sft.train import (
     TrainingInterrupted,
     checkpoint_dir_for,
     finetune,
+    load_checkpoint,
     sft_example,
     validate_sft_spec,
 )
@@ -154,6 +155,32 @@ def test_stale_checkpoint_of_another_recipe_is_not_resumed(tokenizer, tmp_path: 
         finetune(base, data, spec(checkpoint_every=1), out, device="cpu", progress=False, stop_after_steps=2)
     finetune(base, data, spec(checkpoint_every=1, learning_rate=1e-3), out, device="cpu", progress=False)
     assert json.loads((out / "training_info.json").read_text())["resumed_from_step"] == 0
+
+
+class _PlantedPickle:
+    """An object whose unpickling would create a file: what ``torch.load(weights_only=False)`` runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_holding_a_foreign_pickle_is_refused_not_run(tokenizer, tmp_path: Path) -> None:
+    base = save_tiny("llama", tokenizer, tmp_path / "base")
+    data, out = problems(30, 4), tmp_path / "sft"
+    with pytest.raises(TrainingInterrupted):
+        finetune(base, data, spec(checkpoint_every=1), out, device="cpu", progress=False, stop_after_steps=2)
+    ckpt = checkpoint_dir_for(out) / "state.pt"
+    state = load_checkpoint(ckpt)  # the module's own checkpoint reads back with weights_only=True
+    assert state["step"] == 2 and isinstance(state["model"], dict)
+
+    marker = tmp_path / "pwned"
+    torch.save({**state, "rows": _PlantedPickle(marker)}, ckpt)
+    with pytest.raises(ValueError, match=r"state\.pt: not a resume checkpoint this version can read safely"):
+        finetune(base, data, spec(checkpoint_every=1), out, device="cpu", progress=False)
+    assert not marker.exists() and not out.exists()
 
 
 @pytest.mark.parametrize("merge", [True, False])

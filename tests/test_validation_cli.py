@@ -54,9 +54,9 @@ def _spec(kind: str, diffusion: dict | None = None) -> str:
         "objective_seed": 3, "pass_items": 2, "loss_items": 3,
     }
     if kind == "pruning":
-        spec.update(fractions=[0.0, 0.5], scope="global", random_seeds=[1, 2, 3])
+        spec.update(fractions=[0.0, 0.5], scope="global", random_seeds=[1, 2, 3], least_by="magnitude")
     else:
-        spec.update(budgets=[0.5], min_ratio=0.1, scope="global")
+        spec.update(budgets=[0.5], min_ratio=0.1, scope="global", allocations=["linear_signed", "rank"], temperature=1.0)
     return json.dumps(spec)
 
 
@@ -76,7 +76,9 @@ def test_pruning_sparse_tables_figures(architecture, tmp_path):
         out = tmp_path / f"{kind}.parquet"
         assert main(["validation", kind, *common, "--spec", _spec(kind, diffusion), "--out", str(out)]) == 0
     pruning, sparse = read_parquet(tmp_path / "pruning.parquet"), read_parquet(tmp_path / "sparse.parquet")
-    assert len(pruning) == 5 * 2 * 3 and len(sparse) == 3 * 3  # conditions × items (max of pass 2, loss 3)
+    assert len(pruning) == 5 * 2 * 3 and len(sparse) == 4 * 3  # conditions × items (max of pass 2, loss 3)
+    assert set(pruning["least_by"]) == {"magnitude"}
+    assert set(sparse.loc[sparse["method"] == "adaptive", "allocation"]) == {"linear_signed", "rank"}
     assert pruning["loss"].notna().all() and pruning["correct"].notna().sum() == 5 * 2 * 2
     # the heads pruned first by `most` are the highest-scoring ones; at fraction 0 every strategy is the same model
     top = pruning[(pruning["strategy"] == "most") & (pruning["fraction"] == 0.5)]["pruned"].iloc[0]
@@ -88,15 +90,25 @@ def test_pruning_sparse_tables_figures(architecture, tmp_path):
     assert (dense["realised_keep_fraction"] == 1.0).all()
     assert (sparse[sparse["method"] != "dense"]["realised_keep_fraction"] < 1.0).all()
     meta = read_metadata(tmp_path / "sparse.parquet")
-    assert set(meta["keep_ratios"]) == {"uniform@0.5", "adaptive@0.5"}
-    assert np.mean(meta["keep_ratios"]["adaptive@0.5"]) == pytest.approx(0.5, abs=1e-5)
+    assert set(meta["keep_ratios"]) == {"uniform@0.5", "adaptive-linear_signed@0.5", "adaptive-rank@0.5"}
+    assert np.mean(meta["keep_ratios"]["adaptive-rank@0.5"]) == pytest.approx(0.5, abs=1e-5)
     assert main(["validation", "tables", "--pruning", str(tmp_path / "pruning.parquet"),
                  "--sparse", str(tmp_path / "sparse.parquet"), "--out-dir", str(tmp_path / "tables")]) == 0
     table = read_parquet(tmp_path / "tables" / "pruning.parquet")
     assert len(table) == 5 * 2 and {"vs_most_mcnemar_p", "vs_most_loss_p", "ci_low", "loss_ci_high"} <= set(table.columns)
+    # counted = the conditions at fraction 0.5 whose pruned set differs from most's; fraction 0 prunes nothing
+    sets = pruning[pruning["fraction"] == 0.5].groupby(["strategy", "seed"], dropna=False)["pruned"].first()
+    differing = sum(set(v.split(";")) != set(top.split(";")) for (strategy, _), v in sets.items() if strategy != "most")
+    assert table["vs_most_counted"].sum() == differing > 0
+    assert not table.loc[table["fraction"] == 0.0, "vs_most_counted"].any()
     markdown = (tmp_path / "tables" / "pruning.md").read_text()
-    assert "pruning the most important heads hurts more" in markdown
-    assert (tmp_path / "tables" / "sparse_attention.md").read_text().count("| adaptive |") == 1
+    assert "most important vs least relevant heads (smallest |score|)" in markdown
+    assert "mean paired difference over the curve, paired bootstrap over items" in markdown
+    tests = read_parquet(tmp_path / "tables" / "pruning_tests.parquet")
+    assert set(tests["comparator"]) == {"least", "random"} and (tests["n_fractions"] == 1).all()
+    sparse_md = (tmp_path / "tables" / "sparse_attention.md").read_text()
+    assert sparse_md.count("| adaptive |") == 2 and "adaptive (rank) vs uniform" in sparse_md
+    assert len(read_parquet(tmp_path / "tables" / "sparse_tests.parquet")) == 2 * 2  # allocations × measures
     assert main(["validation", "figures", "--tables-dir", str(tmp_path / "tables"), "--out-dir", str(tmp_path / "fig")]) == 0
     for suffix in ("pruning", "sparse"):
         assert (tmp_path / "fig" / f"{architecture}_syn_{suffix}.png").stat().st_size > 10_000
@@ -112,7 +124,7 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     assert main(["validation", "pruning", *common, "--spec", _spec("pruning")]) == 2
     assert "heads have no score" in capsys.readouterr().err
     assert main(["validation", "sparse", *common, "--spec", _spec("pruning")]) == 2
-    assert "unknown key(s) ['fractions', 'random_seeds']" in capsys.readouterr().err
+    assert "unknown key(s) ['fractions', 'least_by', 'random_seeds']" in capsys.readouterr().err
 
 
 def _study(**validation) -> dict:

@@ -16,7 +16,14 @@ from attnlab.validation.pruning import (
     run_pruning,
     score_grid,
 )
-from attnlab.validation.tables import pruning_table, pruning_verdicts, sparse_table, sparse_verdicts
+from attnlab.validation.tables import (
+    pruning_table,
+    pruning_tests,
+    pruning_verdicts,
+    sparse_table,
+    sparse_tests,
+    sparse_verdicts,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,8 +58,12 @@ def test_n_pruned_rounds_half_up(n, fraction, k):
 def test_orders_most_least_with_ties_by_position():
     [most] = pruning_order(SCORES, "most")
     assert most == [(0, 1), (1, 0), (1, 2), (0, 0), (1, 1), (0, 2)]  # (0,0) before (1,1): tie at 0.5
-    [least] = pruning_order(SCORES, "least")
-    assert least == [(0, 2), (0, 0), (1, 1), (1, 2), (1, 0), (0, 1)]
+    [least] = pruning_order(SCORES, "least")  # smallest |score| first: the least relevant heads, either sign
+    assert least == [(0, 0), (1, 1), (0, 2), (1, 2), (1, 0), (0, 1)]
+    [lowest] = pruning_order(SCORES, "least", least_by="signed")  # lowest signed score first
+    assert lowest == [(0, 2), (0, 0), (1, 1), (1, 2), (1, 0), (0, 1)]
+    with pytest.raises(ValueError, match="least_by"):
+        pruning_order(SCORES, "least", least_by="absolute")
     per_layer = pruning_order(SCORES, "most", scope="per_layer")
     assert per_layer == [[(0, 1), (0, 0), (0, 2)], [(1, 0), (1, 2), (1, 1)]]
 
@@ -77,8 +88,8 @@ def test_conditions_are_nested_prefixes_per_strategy():
         assert all(chain[i] == chain[i + 1][: len(chain[i])] for i in range(len(chain) - 1))
     per_layer = pruning_conditions(SCORES, [0.34], scope="per_layer", random_seeds=[1, 2, 3])
     least = next(c for c in per_layer if c.strategy == "least")
-    assert least.pruned == ((0, 2), (1, 1))  # one head in every layer
-    assert format_heads(least.pruned) == "0.2;1.1"
+    assert least.pruned == ((0, 0), (1, 1))  # one head in every layer: the smallest |score| of each
+    assert format_heads(least.pruned) == "0.0;1.1"
 
 
 class _FakeModel:
@@ -118,11 +129,15 @@ def test_run_pruning_applies_the_masks_and_measures_each_set_once():
     assert frame["seed"].isna().sum() == 2 * 2 * 4
 
 
-def _items(model, strategy, seed, fraction, correct, loss):
+def _items(model, strategy, seed, fraction, correct, loss, pruned=None):
+    k = int(fraction * 10)
+    if pruned is None:  # most prunes heads 0.., least heads 9.., random the same as most (seed 1)
+        heads = range(k) if strategy != "least" else range(9, 9 - k, -1)
+        pruned = ";".join(f"0.{h}" for h in heads)
     return pd.DataFrame({
-        "model": model, "base": "syn", "scores": "dp", "scope": "global", "strategy": strategy,
-        "seed": pd.array([seed] * len(correct), dtype="Int64"), "fraction": fraction, "k": int(fraction * 10),
-        "n_heads": 10, "pruned": "", "id": [f"i{j}" for j in range(len(correct))],
+        "model": model, "base": "syn", "scores": "dp", "scope": "global", "least_by": "magnitude",
+        "strategy": strategy, "seed": pd.array([seed] * len(correct), dtype="Int64"), "fraction": fraction,
+        "k": k, "n_heads": 10, "pruned": pruned, "id": [f"i{j}" for j in range(len(correct))],
         "correct": pd.array(correct, dtype="boolean"), "loss": loss,
     })
 
@@ -153,11 +168,24 @@ def test_pruning_table_paired_tests_match_scipy():
     assert least["vs_most_loss_p"] == pytest.approx(sps.wilcoxon(least_loss - most_loss).pvalue)
     assert least["ci_low"] < 0.75 < least["ci_high"]
     assert least["loss_ci_low"] < least["loss_mean"] < least["loss_ci_high"]
+    assert least["vs_most_loss_diff_low"] < least["vs_most_loss_diff"] < least["vs_most_loss_diff_high"] < 0
     same = table[(table["strategy"] == "random")].iloc[0]
     assert same["vs_most_loss_p"] == 1.0 and same["vs_most_mcnemar_p"] == 1.0  # identical outcomes
-    [sentence] = pruning_verdicts(table)
-    assert "least-important heads in 1/1 comparisons by answer loss (1 with Wilcoxon p < 0.05)" in sentence
-    assert "random heads (all seeds) in 0/1" in sentence
+    # fraction 0 prunes nothing and random seed 1 prunes the same heads as most: neither is a real comparison
+    assert list(table["vs_most_counted"]) == [False, False, False, True, False]
+    assert least["vs_most_loss_p_holm"] == pytest.approx(least["vs_most_loss_p"])  # a family of one
+    tests = pruning_tests(frames)
+    loss_test = tests[(tests["comparator"] == "least") & (tests["measure"] == "loss")].iloc[0]
+    assert loss_test["n_fractions"] == 1 and loss_test["ks"] == "2"
+    assert loss_test["estimate"] == pytest.approx(float(np.mean(least_loss - most_loss)))
+    assert loss_test["high"] < 0 and loss_test["p_value"] < 0.05
+    sentences = pruning_verdicts(table, tests)
+    [least_sentence] = [s for s in sentences if "least relevant heads (smallest |score|)" in s]
+    assert "pruning the most important heads hurts more" in least_sentence and "(k = 2)" in least_sentence
+    assert "higher loss for most in 1/1, 1 with Holm-adjusted Wilcoxon p < 0.05" in least_sentence
+    assert "mean paired difference over the curve, paired bootstrap over items" in least_sentence
+    [random_sentence] = [s for s in sentences if "random heads" in s]
+    assert "no fraction prunes different heads" in random_sentence
     with pytest.raises(ValueError, match="appears twice"):
         pruning_table([frames[2], frames[2]])
 
@@ -165,7 +193,8 @@ def test_pruning_table_paired_tests_match_scipy():
 def test_sparse_table_compares_with_dense_and_uniform():
     def rows(method, budget, loss):
         return pd.DataFrame({
-            "model": "m", "base": "syn", "scores": "dp", "method": method, "budget": budget,
+            "model": "m", "base": "syn", "scores": "dp", "method": method,
+            "allocation": "rank" if method == "adaptive" else "", "budget": budget,
             "realised_keep_fraction": budget, "id": ["a", "b", "c", "d", "e", "f"],
             "correct": pd.array([True, True, False, False, True, False], dtype="boolean"), "loss": loss,
         })
@@ -179,5 +208,11 @@ def test_sparse_table_compares_with_dense_and_uniform():
     assert adaptive["vs_uniform_loss_diff"] == pytest.approx(-0.5)
     assert adaptive["vs_dense_loss_diff"] == pytest.approx(0.5)
     assert np.isnan(table.iloc[1]["vs_uniform_loss_diff"])
-    [sentence] = sparse_verdicts(table)
-    assert "lower answer loss than uniform ones at 1/1 budgets" in sentence
+    assert adaptive["vs_uniform_loss_diff_low"] == pytest.approx(-0.5)  # every item differs by exactly -0.5
+    assert adaptive["vs_uniform_loss_diff_high"] == pytest.approx(-0.5)
+    tests = sparse_tests([
+        rows("dense", 1.0, dense), rows("uniform", 0.2, dense + 1.0), rows("adaptive", 0.2, dense + 0.5),
+    ])
+    [sentence] = sparse_verdicts(table, tests)
+    assert "adaptive (rank) vs uniform: adaptive is better (lower answer loss)" in sentence
+    assert "lower loss at 1/1 budgets" in sentence

@@ -14,6 +14,7 @@ from attnlab.models.registry import build_scratch_config
 from attnlab.validation.sparse_attention import (
     SPARSE_ATTENTION,
     allocate_keep_ratios,
+    allocation_weights,
     attention_modules,
     expand_unit_ratios,
     sparse_attention,
@@ -184,10 +185,36 @@ def test_allocation_edge_cases():
 
 def test_conditions_dense_then_uniform_and_adaptive_at_equal_budget():
     scores = np.array([[1.0, 2.0], [3.0, 4.0]])
-    conditions = sparse_conditions(scores, [0.5, 0.2], min_ratio=0.05, scope="global")
-    assert [(m, b) for m, b, _ in conditions] == [
-        ("dense", 1.0), ("uniform", 0.5), ("adaptive", 0.5), ("uniform", 0.2), ("adaptive", 0.2)
+    conditions = sparse_conditions(scores, [0.5, 0.2], min_ratio=0.05, scope="global", allocations=["linear_signed", "rank"])
+    assert [(m, a, b) for m, a, b, _ in conditions] == [
+        ("dense", "", 1.0), ("uniform", "", 0.5), ("adaptive", "linear_signed", 0.5), ("adaptive", "rank", 0.5),
+        ("uniform", "", 0.2), ("adaptive", "linear_signed", 0.2), ("adaptive", "rank", 0.2),
     ]
-    assert conditions[0][2] is None
-    for _, budget, ratios in conditions[1:]:
+    assert conditions[0][3] is None
+    for _, _, budget, ratios in conditions[1:]:
         assert ratios.mean() == pytest.approx(budget)
+
+
+def test_allocation_rules_do_not_starve_heads_by_sign():
+    """Signed scores with 5 of 16 heads ≤ 0: linear_signed gives those heads only the floor; the other rules
+    rank them by their weight, every rule keeps the budget, and softmax tends to uniform as T grows."""
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([-np.abs(rng.normal(size=5)) * 0.5, np.abs(rng.normal(size=11))]).reshape(2, 8)
+    floor, budget = 0.05, 0.5
+    negative = scores <= 0
+    linear = allocate_keep_ratios(allocation_weights(scores, "linear_signed"), budget, floor)
+    np.testing.assert_allclose(linear[negative], floor)
+    for allocation in ("magnitude", "rank", "softmax"):
+        weights = allocation_weights(scores, allocation)
+        assert (weights >= 0).all()
+        ratios = allocate_keep_ratios(weights, budget, floor)
+        assert ratios.mean() == pytest.approx(budget, abs=1e-9)
+        if allocation != "magnitude":
+            assert (ratios[negative] > floor + 1e-6).any() and (weights > 0).all()
+    np.testing.assert_allclose(allocation_weights(scores, "magnitude"), np.abs(scores))
+    rank = allocation_weights(scores, "rank")
+    assert sorted(rank.ravel()) == list(range(1, 17)) and rank.ravel()[np.argmax(scores)] == 16
+    hot = allocation_weights(scores, "softmax", temperature=1e3)
+    np.testing.assert_allclose(hot / hot.max(), 1.0, atol=1e-2)  # T → ∞: equal weights
+    with pytest.raises(ValueError, match="allocation"):
+        allocation_weights(scores, "sqrt")

@@ -73,11 +73,28 @@ def test_complete_study_has_nothing_to_do(ci_study: tuple[Path, Path, dict]) -> 
     assert planned_jobs(proc) == set(), proc.stdout
 
 
+def test_robustness_difference_matches_the_per_item_drops(ci_study: tuple[Path, Path, dict]) -> None:
+    """The DiffLlama − Llama difference of drops, per noise type, from the study's own per-item evaluations."""
+    workdir, _, config = ci_study
+    results = workdir / "results"
+    table = pd.read_parquet(results / "tables" / "robustness_difference.parquet")
+    strict = table[(table["metric"] == "strict") & (table["model_a"] == "diffllama")]
+    assert list(strict["variant"]) == sorted(config["noise"]["types"]) and (strict["model_b"] == "llama").all()
+    robustness = pd.read_parquet(results / "tables" / "robustness.parquet").set_index(["model", "variant", "metric"])
+    for row in strict.itertuples():
+        drop_a = robustness.loc[("diffllama", row.variant, "strict"), "drop"]
+        drop_b = robustness.loc[("llama", row.variant, "strict"), "drop"]
+        assert row.diff == pytest.approx(drop_a - drop_b)  # same items on both sides
+        assert row.diff_ci_low <= row.diff <= row.diff_ci_high and row.p_holm >= row.p_value
+    markdown = (results / "tables" / "robustness_difference.md").read_text()
+    assert "Holm-adjusted" in markdown and "diffllama" in markdown
+
+
 #: rules that aggregate over models (no wildcards): they rerun whenever any model's results change
 AGGREGATES = {
     "tables", "figures", "sft_tables", "attention_tables", "attention_figures", "attribution_report",
     "needle_table", "needle_figure", "validation_tables", "validation_figures", "perturbation_tables",
-    "perturbation_figures",
+    "perturbation_figures", "robustness_difference",
 }
 
 

@@ -37,9 +37,11 @@ def test_attention_outputs(ci_study: tuple[Path, Path, dict]) -> None:
             assert (results / "figures" / "attention" / f"{model}_{kind}.png").read_bytes()[:4] == b"\x89PNG"
     diff = pd.read_parquet(results / "attention" / "diffllama" / "synthetic" / "inf.parquet")
     assert set(diff["map_kind"]) == {"differential", "raw_a", "raw_b"}
-    assert set(diff["query_scope"]) == {"last_prompt_token", "generated"}
+    assert set(diff["query_scope"]) == {"answer_token", "last_prompt_token", "generated"}
     table = pd.read_parquet(results / "tables" / "attention_ratios.parquet")
     assert set(table["model"]) == set(models)
+    assert {"answer_token", "last_prompt_token"} <= set(table.loc[table["model"] == "llama", "query_scope"])
+    assert (diff.loc[diff["query_scope"] == "answer_token", "n_queries"] == 1).all()
     assert (results / "tables" / "attention_ratios.md").is_file()
 
 

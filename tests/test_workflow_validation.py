@@ -28,9 +28,19 @@ def test_outputs_of_the_ci_study(ci_study):
     table = read_parquet(results / "tables" / "pruning.parquet")
     assert set(table["model"]) == set(models)
     assert {"vs_most_mcnemar_p", "vs_most_loss_p", "ci_low", "ci_high"} <= set(table.columns)
-    assert "pruning the most important heads hurts more" in (results / "tables" / "pruning.md").read_text()
+    markdown = (results / "tables" / "pruning.md").read_text()
+    assert "most important vs least relevant heads (smallest |score|)" in markdown
+    assert "mean paired difference over the curve, paired bootstrap over items" in markdown
+    tests = read_parquet(results / "tables" / "pruning_tests.parquet")
+    assert set(tests["comparator"]) == {"least", "random"} and set(tests["measure"]) == {"loss", "pass_at_1"}
+    assert ((tests["low"] <= tests["estimate"]) & (tests["estimate"] <= tests["high"])).all()
     sparse_table = read_parquet(results / "tables" / "sparse_attention.parquet")
     assert set(sparse_table["method"]) == {"dense", "uniform", "adaptive"}
+    assert set(sparse_table.loc[sparse_table["method"] == "adaptive", "allocation"]) == {
+        "linear_signed", "magnitude", "rank", "softmax"
+    }
+    sparse_tests = read_parquet(results / "tables" / "sparse_tests.parquet")
+    assert len(sparse_tests) == 4 * 2 * len(models)  # allocations × measures × models
 
 
 def _rules_after(ci_study, tmp_path, change) -> set[str]:

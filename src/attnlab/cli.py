@@ -57,7 +57,12 @@ def _config_check(args: argparse.Namespace) -> int:
     from attnlab.config import ConfigError, load_yaml, n_test_items, selected_datasets, selected_models, selected_variants, validate_config
 
     try:
-        config = validate_config(load_yaml(args.configfile), base_dir=args.base_dir)
+        raw = load_yaml(args.configfile)
+    except ConfigError as err:  # the message is already "FILE: line N: what"
+        print(f"attnlab: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        config = validate_config(raw, base_dir=args.base_dir)
     except ConfigError as err:
         print(f"{args.configfile}: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Study configuration: schema validation, defaults, and derived selections.
 
-The config is validated against ``workflow/schemas/config.schema.yaml`` (JSON
+The config is validated against ``attnlab/schemas/config.schema.yaml`` (JSON
 Schema 2020-12) when the Snakefile is parsed and by ``attnlab config check``.
 Errors name the offending key (``models.llama.architecture``) so that a typo
 fails before any job runs. After the schema, :func:`validate_config` checks what
@@ -19,9 +19,8 @@ from typing import Any, Iterator, Mapping
 import jsonschema
 import yaml
 
-from attnlab.paths import REPO_ROOT
-
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+from attnlab.models.architectures import architecture_names
+from attnlab.paths import SCHEMA_PATH
 
 #: test items per dataset for each size preset (``None`` = every item)
 PRESET_SAMPLES: dict[str, int | None] = {"quick": 20, "standard": 200, "full": None}
@@ -38,9 +37,17 @@ class ConfigError(ValueError):
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict (an empty file is an error)."""
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    """Read a YAML config file into a dict (an empty file is an error).
+
+    Read strictly (:func:`attnlab.yamlload.load_yaml_file`): a duplicate key, bad YAML or a non-UTF-8
+    byte is a :class:`ConfigError` ``FILE: line N: what``.
+    """
+    from attnlab.yamlload import YAMLFileError, load_yaml_file
+
+    try:
+        data = load_yaml_file(path)
+    except YAMLFileError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping of keys, got {type(data).__name__}")
     return data
@@ -96,11 +103,14 @@ def _leaf_errors(error: jsonschema.ValidationError) -> list[jsonschema.Validatio
 
 def schema_errors(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """All schema violations of ``config`` as readable lines (empty if valid)."""
+    from attnlab.schema_messages import readable_message
+
     validator = jsonschema.Draft202012Validator(schema)
     lines: list[str] = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
-        for leaf in _leaf_errors(error):
-            line = _describe(leaf)
+        for leaf in _leaf_errors(error) if readable_message(error, lambda s: _resolve(s, schema)) is None else [error]:
+            readable = readable_message(leaf, lambda s: _resolve(s, schema))
+            line = f"config key '{_key(leaf.absolute_path)}': {readable}" if readable else _describe(leaf)
             if line not in lines:
                 lines.append(line)
     return lines
@@ -230,11 +240,11 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
             errors.append(f"config key '{flag}': the {stage} stage is not available in this release; keep it true")
     for stage_errors in (
         _sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors, _mdlm_errors,
-        _validation_errors, _attribution_path_errors, _needle_hub_context_errors,
+        _validation_errors, _cross_field_errors, _attribution_path_errors, _needle_hub_context_errors,
     ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
-        if spec["source"] == "scratch" and spec["architecture"] in ("llama", "diffllama", "gpt2", "mdlm"):
+        if spec["source"] == "scratch" and spec["architecture"] in architecture_names(attention=True):
             if "num_heads" not in spec:
                 errors.append(f"config key 'models.{name}.num_heads': required for architecture {spec['architecture']}")
             elif spec["hidden_size"] % spec["num_heads"]:
@@ -248,7 +258,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
 
 
 def _sft_errors(config: Mapping[str, Any]) -> list[str]:
-    """SFT (issue 3): models, recipes, datasets and noise types named by the ``sft`` section exist."""
+    """SFT: models, recipes, datasets and noise types named by the ``sft`` section exist."""
     if config.get("skip_sft", True):
         return []
     from attnlab.data.registry import available_noise_types
@@ -289,7 +299,7 @@ def _sft_errors(config: Mapping[str, Any]) -> list[str]:
 
 
 def _attention_errors(config: Mapping[str, Any]) -> list[str]:
-    """Attention stage (issue 4, part 1): measured models exist and have attention the stage can capture."""
+    """Attention stage (research question 2): measured models exist and have attention the stage can capture."""
     if config.get("skip_attention", True):
         return []
     errors: list[str] = []
@@ -316,10 +326,10 @@ def _attention_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-# --- attention: helpers of the attention-allocation stage (issue 4, part 1) ------
+# --- attention: helpers of the attention-allocation stage (research question 2) ------
 
 #: scratch architectures whose attention the stage captures (mdlm: Llama modules, non-causal)
-ATTENTION_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mdlm")
+ATTENTION_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True)
 
 
 def attention_models(config: Mapping[str, Any]) -> list[str]:
@@ -369,14 +379,23 @@ def _needle_errors(config: Mapping[str, Any]) -> list[str]:
             )
     if not errors and not needle_models(config):
         errors.append("config key 'needle': no model to probe (set needle.models or configure a scratch llama/diffllama/gpt2)")
-    longest = max(section["context_lengths"]) + section["max_new_tokens"]
+    widest = max(section["context_lengths"]) + (max(section["n_needles"]) - 1) * section["context_per_needle"]
+    longest = widest + section["max_new_tokens"]
+    block = (config.get("pretrain") or {}).get("max_length")
     for name in dict.fromkeys(spec["base"] for spec in needle_models(config).values()) if not errors else ():
         spec = config["models"][name]
         if spec["source"] == "scratch" and longest > spec.get("max_position_embeddings", 512):
             errors.append(
-                f"config key 'needle.context_lengths': {max(section['context_lengths'])} tokens + max_new_tokens "
-                f"{section['max_new_tokens']} exceed models.{name}.max_position_embeddings "
-                f"({spec.get('max_position_embeddings', 512)})"
+                f"config key 'needle.context_lengths': the longest cell ({widest} tokens: context_lengths + "
+                f"(n_needles - 1) x context_per_needle) + max_new_tokens {section['max_new_tokens']} exceed "
+                f"models.{name}.max_position_embeddings ({spec.get('max_position_embeddings', 512)})"
+            )
+        elif spec["source"] == "scratch" and block is not None and longest > block:
+            key = "needle.context_per_needle" if section["context_per_needle"] else "needle.context_lengths"
+            errors.append(
+                f"config key '{key}': the longest cell ({widest} tokens: context_lengths + "
+                f"(n_needles - 1) x context_per_needle) + max_new_tokens {section['max_new_tokens']} exceed "
+                f"pretrain.max_length ({block}), the positions models.{name} was trained on"
             )
     corpus = section["corpus"]
     if corpus["min_chars"] > corpus["max_chars"]:
@@ -386,10 +405,10 @@ def _needle_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-# --- needle: helpers of the needle-in-a-haystack stage (issue 4, part 2) --------
+# --- needle: helpers of the needle-in-a-haystack stage (research question 2) --------
 
 #: scratch architectures the needle probe runs on (causal attention it can capture)
-NEEDLE_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2")
+NEEDLE_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True, causal=True)
 
 
 def needle_enabled(config: Mapping[str, Any]) -> bool:
@@ -423,8 +442,8 @@ def needle_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def needle_probe_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     """The needle settings that change a model's probe results (items, decoding); not the aggregation's."""
-    keys = ("context_lengths", "depths", "n_needles", "items_per_cell", "number_digits", "haystack", "batch_size",
-            "max_new_tokens")
+    keys = ("context_lengths", "context_per_needle", "depth_tolerance", "depths", "n_needles", "items_per_cell",
+            "number_digits", "haystack", "batch_size", "max_new_tokens")
     return {k: config["needle"][k] for k in keys}
 
 
@@ -475,11 +494,11 @@ def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-# --- attribution: HeadIG head attribution (issue 5 §2) --------------------------
+# --- attribution: HeadIG head attribution (research question 3) --------------------------
 # Pure helpers for workflow/rules/attribution.smk and the attribution CLI.
 
 #: scratch architectures whose attention heads the gates of attnlab.attribution.gates handle
-ATTRIBUTION_ARCHITECTURES: frozenset[str] = frozenset({"llama", "diffllama", "gpt2", "mdlm"})
+ATTRIBUTION_ARCHITECTURES: frozenset[str] = frozenset(architecture_names(attention=True))
 #: config keys of the `attribution` section that change a method's scores (besides the objective)
 ATTRIBUTION_METHOD_KEYS: dict[str, tuple[str, ...]] = {
     "dp": ("baseline", "ig_steps", "quadrature", "postprocess"),
@@ -545,7 +564,7 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
     from attnlab.perturbation.relations import RelationsError, load_relations
 
     errors: list[str] = []
-    analysable = {"gpt2", "llama", "diffllama", "mamba", "mamba2"}
+    analysable = set(architecture_names(causal=True))
     for i, name in enumerate(section["models"]):
         spec = config["models"].get(name)
         if spec is None:
@@ -734,14 +753,22 @@ def _attribution_path_errors(config: Mapping[str, Any]) -> list[str]:
 
 
 
+def _cross_field_errors(config: Mapping[str, Any]) -> list[str]:
+    """Checks across keys (hub name grammar, head/width divisibility, lengths vs positions, seed range):
+    :mod:`attnlab.config_checks`."""
+    from attnlab.config_checks import cross_field_errors
+
+    return cross_field_errors(config)
+
+
 def _validation_errors(config: Mapping[str, Any]) -> list[str]:
-    """Validation stage checks (issue 5 §3); they live in :mod:`attnlab.validation.settings`."""
+    """Validation stage checks (research question 3); they live in :mod:`attnlab.validation.settings`."""
     from attnlab.validation.settings import validation_errors
 
     return validation_errors(config)
 
 
-# --- mdlm (issue 5 §1): masked diffusion LMs and their generation settings ----
+# --- mdlm (research question 3): masked diffusion LMs and their generation settings ----
 
 
 def uses_diffusion_generation(model_spec: Mapping[str, Any]) -> bool:
@@ -787,7 +814,59 @@ def _mdlm_errors(config: Mapping[str, Any]) -> list[str]:
             errors.append(f"config key '{where}.steps': {steps} is not a multiple of the {answer // block} blocks")
         if steps > answer:
             errors.append(f"config key '{where}.steps': {steps} exceeds answer_length {answer} (≤ 1 token a step)")
+        block_length = (config.get("pretrain") or {}).get("max_length")
+        if spec.get("source") == "scratch" and block_length is not None and answer >= block_length:
+            errors.append(
+                f"config key '{where}.answer_length': {answer} answer positions leave no room for a prompt inside the "
+                f"{block_length} positions the model is trained on (pretrain.max_length); every prompt + "
+                "answer_length must fit them (checked per item before generation)"
+            )
+        init = spec.get("init")
+        if init is not None:
+            source = config["models"].get(init["from"])
+            if source is None or source.get("source") != "scratch" or source.get("architecture") != "llama":
+                errors.append(f"config key 'models.{name}.init.from': {init['from']!r} is not a scratch llama model of this study")
+            else:
+                different = [k for k in SIZE_KEYS_OF_INIT if source.get(k) != spec.get(k)]
+                if different:
+                    errors.append(
+                        f"config key 'models.{name}': {', '.join(different)} differ from models.{init['from']} "
+                        "(an mdlm initialised from a llama has its size fields)"
+                    )
+    for name, spec in config["models"].items():
+        if "init" in spec and not (spec.get("source") == "scratch" and spec.get("architecture") == "mdlm"):
+            errors.append(f"config key 'models.{name}.init': only for scratch mdlm models")
     return errors
+
+
+#: size fields an mdlm initialised from a llama must share with it
+SIZE_KEYS_OF_INIT: tuple[str, ...] = (
+    "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings",
+)
+
+
+def diffusion_init_source(config: Mapping[str, Any], model: str) -> str | None:
+    """The scratch llama an mdlm entry is initialised from (``models.<model>.init.from``), else None."""
+    init = config["models"].get(model, {}).get("init")
+    return None if init is None else str(init["from"])
+
+
+def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The train spec of an mdlm initialised from a llama: the shared pretrain settings with the ``init`` entry's
+    steps, learning rate, batch size, warm-up and loss, on the math problems only (no extra corpora), unpacked,
+    each problem's answer padded with EOS to the model's ``diffusion.answer_length`` (the unmasking window)."""
+    spec = config["models"][model]
+    init = spec["init"]
+    settings = diffusion_settings(config, spec)
+    train = {k: v for k, v in config["pretrain"].items() if k != "replicates"}
+    train.update(
+        steps=init["steps"], learning_rate=init["learning_rate"], batch_size=init["batch_size"],
+        warmup_steps=init["warmup_steps"], loss_on=init["loss_on"], packing=False, extra_corpora=[],
+        eval_every=min(train["eval_every"], init["steps"]),
+    )
+    if init["loss_on"] == "answer":
+        train["answer_window"] = settings["answer_length"]
+    return train
 
 
 def validate_config(
@@ -890,7 +969,7 @@ def fewshot_seed(config: Mapping[str, Any]) -> int:
     return int(config["evaluation"].get("fewshot_seed", config["seed"]))
 
 
-# --- sft: supervised fine-tuning (issue 3) -------------------------------------
+# --- sft: supervised fine-tuning -------------------------------------
 # An SFT variant of model m with recipe r is named ``m+sft-r`` ('+' cannot occur in a
 # configured name, so the split is unambiguous) and lives in results/models/m+sft-r/.
 
@@ -898,7 +977,7 @@ SFT_SEPARATOR = "+sft-"
 #: training problems per recipe for each size preset when ``samples`` is null (None = the whole split)
 SFT_PRESET_SAMPLES: dict[str, int | None] = {"quick": 200, "standard": 2000, "full": None}
 #: architectures SFT does not handle (masked diffusion has no next-token loss)
-SFT_UNSUPPORTED_ARCHITECTURES: frozenset[str] = frozenset({"mdlm"})
+SFT_UNSUPPORTED_ARCHITECTURES: frozenset[str] = frozenset(architecture_names(causal=False))
 SFT_LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": None, "merge": True}
 
 

@@ -1,4 +1,4 @@
-"""Where attnlab finds its embedded resources."""
+"""Where attnlab finds its embedded resources and its config schema (package data, so an installed wheel has them)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: the study config schema: the main file plus one fragment per stage in ``stages/``
+SCHEMA_PATH = PACKAGE_DIR / "schemas" / "config.schema.yaml"
 
 
 def resources_dir() -> Path:
-    """The ``resources/`` folder: ``$ATTNLAB_RESOURCES`` if set, else the repository's.
+    """The resources folder (templates, noise banks, needle filler, knowledge bases): ``$ATTNLAB_RESOURCES`` if
+    set, else the package's own ``attnlab/resources``.
 
     Raises:
-        FileNotFoundError: if the folder does not exist (e.g. a wheel install
-            without the repository); set ``ATTNLAB_RESOURCES`` then.
+        FileNotFoundError: if the folder does not exist.
     """
-    path = Path(os.environ.get("ATTNLAB_RESOURCES", REPO_ROOT / "resources"))
+    path = Path(os.environ.get("ATTNLAB_RESOURCES", PACKAGE_DIR / "resources"))
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"attnlab resources folder not found at {path}; set ATTNLAB_RESOURCES to the repository's resources/"
-        )
+        raise FileNotFoundError(f"attnlab resources folder not found at {path} (ATTNLAB_RESOURCES)")
     return path

@@ -1,8 +1,16 @@
 """The one prompt format, shared by pretraining, fine-tuning and evaluation.
 
-It is lm-evaluation-harness's ``gsm8k`` task format (``doc_to_text``:
+The *prompt* is lm-evaluation-harness's ``gsm8k`` task format (``doc_to_text``:
 ``"Question: {{question}}\\nAnswer:"``, target delimiter ``" "``, few-shot
-delimiter ``"\\n\\n"``), so numbers are comparable with lm-eval runs.
+delimiter ``"\\n\\n"``). The *scoring* is not lm-eval's:
+attnlab's strict and flexible filters use one stricter number pattern
+(thousands groups, sentence-final periods, ranges and glued digits are
+handled; ``attnlab.evaluate.extraction``), read only the text before a
+model-posed new ``Question:``, and compare the answer *numerically* with the
+gold number (``18`` and ``18.00`` agree), where lm-eval compares cleaned
+strings. Generation length, stop sequences and few-shot sampling also follow
+attnlab's config. So scores are comparable between models of one attnlab run,
+not directly with published lm-eval numbers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# Attention-allocation stage (issue 4, part 1): attention mass of the answer-producing query on key math
+# Attention-allocation stage (research question 2): attention mass of the answer-producing query on key math
 # information (KMI), inserted noise (NI), other content (OC) and the sink token, every layer and head.
 # Helper functions live at the end of common.smk (`# --- attention ---`).
 
@@ -33,10 +33,11 @@ rule attention_measure:
     conda:
         ENV
     shell:
-        "attnlab attention measure --model {params.location} --data {input.data} --variant {params.variants} "
+        "attnlab attention measure --model {params.location:q} --data {input.data} --variant {params.variants} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} "
         "--device {params.device} --threads {threads} {params.flags} "
         "--out {output.allocation} --tokens-out {output.tokens} > {log} 2>&1"
+        + code_marker("attnlab.attention.cli:_measure")
 
 
 rule attention_tables:
@@ -70,6 +71,7 @@ rule attention_tables:
     shell:
         "attnlab attention tables --inputs {input} --out {output.table} --seed {params.seed} "
         "--n-resamples {params.resamples} > {log} 2>&1"
+        + code_marker("attnlab.attention.cli:_tables")
 
 
 rule attention_figures:
@@ -103,6 +105,7 @@ rule attention_figures:
     shell:
         "attnlab attention figures --inputs {input.allocation} --tokens {input.tokens} --models {params.models} "
         "--out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.attention.cli:_figures")
 
 
 if ATTENTION_MODELS:

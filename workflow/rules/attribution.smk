@@ -1,4 +1,4 @@
-# attribution stage (HeadIG, issue 5 §2): which attention heads matter for the gold answer.
+# attribution stage (HeadIG, research question 3): which attention heads matter for the gold answer.
 # Rules only; helper functions live in common.smk (--- attribution ---) or src/attnlab/attribution.
 #
 # One job per (model, base) computes every configured method (the model is loaded once; start-up dominates
@@ -42,9 +42,10 @@ rule attribution:
     conda:
         ENV
     shell:
-        "attnlab attribution score --model {params.location} --data {input.data} --variants {params.variants} "
+        "attnlab attribution score --model {params.location:q} --data {input.data} --variants {params.variants} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.attribution.cli:_handle_score")
 
 
 rule attribution_report:
@@ -82,6 +83,7 @@ rule attribution_report:
     shell:
         "attnlab attribution report --inputs {input} --out {output.table} --markdown {output.markdown} "
         "--figures-dir {params.figures_dir} > {log} 2>&1"
+        + code_marker("attnlab.attribution.cli:_handle_report")
 
 
 if ATTRIBUTION_MODELS and ATTRIBUTION_METHODS:

@@ -3,9 +3,12 @@
 import json
 import os
 import re
+import shlex
 
 from attnlab.config import (
     ConfigError,
+    diffusion_adaptation_spec,
+    diffusion_init_source,
     fewshot_seed,
     model_variants,
     parse_sft_name,
@@ -20,11 +23,25 @@ from attnlab.config import (
 )
 
 
+from attnlab.yamlload import YAMLFileError as _YAMLFileError, load_yaml_file as _load_yaml_file
+
+# Snakemake's own reader keeps the last of two equal keys; re-read each config file strictly first.
+for _configfile in workflow.configfiles:
+    try:
+        _load_yaml_file(_configfile)
+    except _YAMLFileError as err:
+        raise WorkflowError(f"invalid config file: {err}") from None
+
 try:
-    # the schema file itself, not workflow.source_path (a source-cache copy without the stages/ fragments beside it)
-    STUDY = validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    # the schema shipped with the package (attnlab/schemas: the main file and one fragment per stage)
+    STUDY = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+
+# Each rule's command ends in "; : attnlab code <fingerprint>" of the library code its subcommand runs
+# (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
+# reruns the rule's jobs. `--rerun-triggers mtime params input software-env` leaves code changes out.
+from attnlab.fingerprint import code_marker
 
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
@@ -56,6 +73,13 @@ def shell_quote(obj):
     return shlex.quote(as_json(obj))
 
 
+def shell_arg(value):
+    """One config string as one shell word (quoted when needed): no config value is interpreted by the shell."""
+    import shlex
+
+    return shlex.quote(str(value))
+
+
 def rule_resource(stage, key, default):
     return STUDY.get("rule_resources", {}).get(stage, {}).get(key, default)
 
@@ -80,12 +104,32 @@ def pretrain_seed(model):
 
 
 def pretrain_spec(wildcards):
-    """The shared train settings as JSON; replicate seeds are not part of them (adding one reruns nothing else)."""
+    """The shared train settings as JSON; replicate seeds are not part of them (adding one reruns nothing else).
+
+    An mdlm initialised from a llama (``models.<name>.init``) trains with its adaptation settings instead
+    (attnlab.config.diffusion_adaptation_spec)."""
+    base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
+    if diffusion_init_source(STUDY, base) is not None:
+        return shell_quote(diffusion_adaptation_spec(STUDY, base))
     return shell_quote({k: v for k, v in STUDY["pretrain"].items() if k != "replicates"})
 
 
 def extra_corpora(wildcards):
+    base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
+    if diffusion_init_source(STUDY, base) is not None:
+        return []  # the adaptation trains on the math problems only
     return [f"{RESULTS}/corpus/{name}.parquet" for name in STUDY["pretrain"]["extra_corpora"]]
+
+
+def init_model(wildcards):
+    """The trained llama an mdlm starts from (models.<name>.init.from), as a job input; none for other models."""
+    base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
+    source = diffusion_init_source(STUDY, base)
+    return {} if source is None else {"init": f"{RESULTS}/models/{source}"}
+
+
+def init_flag(wildcards, input):
+    return f"--init-from {shlex.quote(input.init)}" if "init" in input.keys() else ""
 
 
 def model_location(model):
@@ -125,6 +169,33 @@ def all_outputs():
     return outputs + [t for t in STAGE_TARGETS if t not in outputs]
 
 
+def per_job_outputs():
+    """Every per-model (and per-dataset) output the final targets are built from, for `rule all`.
+
+    Snakemake rebuilds a missing file only when something it must build needs it: a deleted model folder
+    or evaluation file under up-to-date tables would stay deleted ("Nothing to be done"). Listing these
+    files as targets rebuilds them, and then reruns what reads them. Call it after every rule file is
+    included (it reads the stages' model lists).
+    """
+    trained = [m for m in MODELS if m in SCRATCH or m in SFT_VARIANTS]
+    trained += [m for m in NEEDLE_MODELS if m in REPLICATES and m not in trained]
+    outputs = [f"{RESULTS}/data/{base}/{variant}.parquet" for base in DATASETS for variant in VARIANTS]
+    outputs += [f"{RESULTS}/models/{m}" for m in trained] + [f"{RESULTS}/training/{m}/loss.parquet" for m in trained]
+    outputs += eval_outputs() + attention_outputs() + attention_token_outputs()
+    outputs += needle_probe_outputs() + [f"{RESULTS}/needle/items/{m}.parquet" for m in NEEDLE_MODELS]
+    outputs += expand(
+        f"{RESULTS}/attribution/{{model}}/{{base}}/{{method}}{{suffix}}.parquet",
+        model=ATTRIBUTION_MODELS if ATTRIBUTION_METHODS else [], base=DATASETS, method=ATTRIBUTION_METHODS,
+        suffix=["", "_items"],
+    )
+    outputs += expand(
+        f"{RESULTS}/validation/{{model}}/{{base}}/{{kind}}.parquet",
+        model=VALIDATION_MODELS, base=DATASETS, kind=["pruning", "sparse"],
+    )
+    outputs += [f"{RESULTS}/{kind}/{m}.parquet" for m in PERTURBATION_MODELS for kind in ("perturbation", "jacobian")]
+    return outputs
+
+
 def evaluate_inputs(wildcards):
     inputs = {"data": f"{RESULTS}/data/{wildcards.base}/{wildcards.variant}.parquet"}
     if STUDY["evaluation"]["num_fewshot"] > 0:
@@ -135,11 +206,9 @@ def evaluate_inputs(wildcards):
 
 def hub_flags(spec):
     """Loader flags of a hub entry: its revision and, for a checkpoint inside the repository, its sub-folder (quoted)."""
-    import shlex
-
-    flags = [f"--revision {shlex.quote(spec['revision'])}"]
+    flags = [f"--revision {shell_arg(spec['revision'])}"]
     if spec.get("subfolder"):
-        flags.append(f"--subfolder {shlex.quote(spec['subfolder'])}")
+        flags.append(f"--subfolder {shell_arg(spec['subfolder'])}")
     return flags
 
 

@@ -22,6 +22,7 @@ rule data_train:
     shell:
         "attnlab data base --spec {params.spec} --split train --seed {params.seed} "
         "--out {output} > {log} 2>&1"
+        + code_marker("attnlab.data.cli:run_base")
 
 
 rule data_clean:
@@ -46,6 +47,7 @@ rule data_clean:
     shell:
         "attnlab data base --spec {params.spec} --split test --seed {params.seed} {params.n} "
         "--out {output} > {log} 2>&1"
+        + code_marker("attnlab.data.cli:run_base")
 
 
 rule data_noise:
@@ -68,3 +70,4 @@ rule data_noise:
     shell:
         "attnlab data noise --input {input} --noise-type {wildcards.noise} "
         "--seed {params.seed} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.data.cli:run_noise")

@@ -24,6 +24,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "attnlab evaluate --model {params.location} --data {input.data} --spec {params.spec} "
+        "attnlab evaluate --model {params.location:q} --data {input.data} --spec {params.spec} "
         "--model-name {wildcards.model} --base {wildcards.base} --variant {wildcards.variant} "
         "--device {params.device} --threads {threads} {params.flags} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.evaluate.cli:_handle_evaluate")

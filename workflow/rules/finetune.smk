@@ -1,4 +1,4 @@
-# SFT stage (issue 3): supervised fine-tuning of `sft.models` with every recipe in `sft.recipes`.
+# SFT stage: supervised fine-tuning of `sft.models` with every recipe in `sft.recipes`.
 # The variant `{model}+sft-{recipe}` is an ordinary model downstream (it is in MODELS), so
 # the evaluation, analysis and report rules handle it without special cases.
 # Helper functions live at the end of common.smk (`# --- sft ---`).
@@ -29,6 +29,7 @@ rule sft_data:
         ENV
     shell:
         "attnlab sft data --train {input.train} --spec {params.spec} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.sft.cli:run_data")
 
 
 rule sft:
@@ -64,9 +65,10 @@ rule sft:
     conda:
         ENV
     shell:
-        "attnlab sft train --model {params.location} --data {input.data} --spec {params.spec} "
+        "attnlab sft train --model {params.location:q} --data {input.data} --spec {params.spec} "
         "--device {params.device} --threads {threads} {params.flags} --name {wildcards.sft_base}+sft-{wildcards.recipe} "
         "--out {output.model} --curve {output.curve} --curve-plot {output.plot} > {log} 2>&1"
+        + code_marker("attnlab.sft.cli:run_train")
 
 
 rule sft_tables:
@@ -79,6 +81,7 @@ rule sft_tables:
             category="Fine-tuning",
         ),
         markdown=f"{RESULTS}/tables/sft.md",
+        csv=f"{RESULTS}/tables/sft.csv",
         figure=report(
             f"{RESULTS}/figures/sft.png",
             caption="../report/sft_figure.rst",
@@ -98,6 +101,7 @@ rule sft_tables:
         ENV
     shell:
         "attnlab report sft --inputs {input} --out-dir {params.out_dir} --figure {output.figure} > {log} 2>&1"
+        + code_marker("attnlab.report.cli:run_sft")
 
 
 if SFT_VARIANTS:

@@ -1,4 +1,5 @@
-# Model stage: the shared BPE tokenizer and the from-scratch models.
+# Model stage: the shared BPE tokenizer and the from-scratch models (an mdlm with `init` is adapted from the
+# trained llama it names, which is then an input of its pretrain job).
 # Both rules run only for studies with scratch models (the lambdas read
 # sections that exist only then). Hub models need no rule: the evaluation loads them by id through the same loader.
 
@@ -23,10 +24,12 @@ rule tokenizer:
     shell:
         "attnlab models tokenizer --corpus {input.corpus} --vocab-size {params.vocab_size} "
         "--out {output} > {log} 2>&1"
+        + code_marker("attnlab.models.cli:_cmd_tokenizer")
 
 
 rule pretrain:
     input:
+        unpack(init_model),
         tokenizer=f"{RESULTS}/tokenizer",
         corpus=lambda wc: f"{RESULTS}/data/{STUDY['pretrain']['corpus']}/train.parquet",
         extra=extra_corpora,
@@ -44,6 +47,7 @@ rule pretrain:
         train_spec=pretrain_spec,
         seed=lambda wc: pretrain_seed(wc.scratch_model),
         device=STUDY["device"],
+        init=init_flag,
     log:
         f"{LOGS}/pretrain/{{scratch_model}}.log",
     benchmark:
@@ -58,5 +62,6 @@ rule pretrain:
     shell:
         "attnlab models pretrain --spec {params.spec} --train-spec {params.train_spec} "
         "--tokenizer {input.tokenizer} --corpus {input.corpus} --extra-corpus {input.extra} --seed {params.seed} --device {params.device} "
-        "--threads {threads} --out {output.model} --curve {output.curve} --curve-plot {output.plot} "
+        "--threads {threads} {params.init} --out {output.model} --curve {output.curve} --curve-plot {output.plot} "
         "> {log} 2>&1"
+        + code_marker("attnlab.models.cli:_cmd_pretrain")

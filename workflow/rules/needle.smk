@@ -1,4 +1,4 @@
-# Needle-in-a-haystack stage (issue 4, part 2): retrieval accuracy and the fraction of the
+# Needle-in-a-haystack stage (research question 2): retrieval accuracy and the fraction of the
 # answer-producing query's attention on the answer span vs noise context, by needle depth
 # (the Differential Transformer paper's Table 3). Runs when the config has a `needle` section.
 # Helper functions live at the end of common.smk (`# --- needle ---`).
@@ -28,6 +28,7 @@ if needle_enabled(STUDY):
             ENV
         shell:
             "attnlab needle corpus --spec {params.spec} --seed {params.seed} --out {output} > {log} 2>&1"
+            + code_marker("attnlab.needle.cli:_cmd_corpus")
 
     rule needle_probe:
         input:
@@ -54,9 +55,10 @@ if needle_enabled(STUDY):
         conda:
             ENV
         shell:
-            "attnlab needle probe --model {params.location} --model-name {wildcards.model} --spec {params.spec} "
+            "attnlab needle probe --model {params.location:q} --model-name {wildcards.model} --spec {params.spec} "
             "--seed {params.seed} --device {params.device} --threads {threads} {params.flags} --no-progress "
             "--items-out {output.item_table} --out {output.probe} > {log} 2>&1"
+            + code_marker("attnlab.needle.cli:_cmd_probe")
 
     rule needle_table:
         input:
@@ -91,6 +93,7 @@ if needle_enabled(STUDY):
             "attnlab needle table --inputs {input} --models {params.models} --spec {params.spec} "
             "--seed {params.seed} --table {output.table} --comparison {output.comparison} "
             "--markdown {output.markdown} > {log} 2>&1"
+            + code_marker("attnlab.needle.cli:_cmd_table")
 
     rule needle_figure:
         input:
@@ -113,6 +116,7 @@ if needle_enabled(STUDY):
             ENV
         shell:
             "attnlab needle figure --table {input} --out {output} > {log} 2>&1"
+            + code_marker("attnlab.needle.cli:_cmd_figure")
 
     STAGE_TARGETS.extend(
         [

@@ -1,4 +1,4 @@
-# Perturbation stage (issue 6): neuron perturbation on factual relations and layer-wise Jacobians
+# Perturbation stage (research question 4): neuron perturbation on factual relations and layer-wise Jacobians
 # (docs/perturbation.md). The facts corpus rule runs whenever pretrain.extra_corpora lists facts.
 
 
@@ -26,8 +26,9 @@ rule corpus_facts:
     conda:
         ENV
     shell:
-        "attnlab perturbation corpus --relations {params.relations} --repeats {params.repeats} "
+        "attnlab perturbation corpus --relations {params.relations:q} --repeats {params.repeats} "
         "--seed {params.seed} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.perturbation.cli:_cmd_corpus")
 
 
 if PERTURBATION_MODELS:
@@ -67,9 +68,10 @@ if PERTURBATION_MODELS:
         conda:
             ENV
         shell:
-            "attnlab perturbation run --model {params.location} --model-name {wildcards.model} "
-            "--relations {params.relations} --spec {params.spec} --seed {params.seed} --device {params.device} "
+            "attnlab perturbation run --model {params.location:q} --model-name {wildcards.model} "
+            "--relations {params.relations:q} --spec {params.spec} --seed {params.seed} --device {params.device} "
             "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_run")
 
     rule jacobian:
         input:
@@ -96,9 +98,10 @@ if PERTURBATION_MODELS:
         conda:
             ENV
         shell:
-            "attnlab perturbation jacobian --model {params.location} --model-name {wildcards.model} "
-            "--relations {params.relations} --spec {params.spec} --seed {params.seed} --device {params.device} "
+            "attnlab perturbation jacobian --model {params.location:q} --model-name {wildcards.model} "
+            "--relations {params.relations:q} --spec {params.spec} --seed {params.seed} --device {params.device} "
             "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_jacobian")
 
     rule perturbation_tables:
         input:
@@ -139,6 +142,7 @@ if PERTURBATION_MODELS:
         shell:
             "attnlab perturbation tables --perturbation {input.perturbation} --jacobian {input.jacobian} "
             "--confidence {params.confidence} --seed {params.seed} --out-dir {params.out_dir} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_tables")
 
     rule perturbation_figures:
         input:
@@ -176,3 +180,4 @@ if PERTURBATION_MODELS:
             ENV
         shell:
             "attnlab perturbation figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
+            + code_marker("attnlab.perturbation.cli:_cmd_figures")

@@ -9,8 +9,6 @@
 # The download rules switch the offline flags back off for their one command (`env ... attnlab prefetch`).
 
 
-import shlex
-
 
 localrules:
     prefetch,
@@ -27,7 +25,7 @@ rule prefetch_model:
     output:
         f"{RESULTS}/prefetch/models/{{model}}.json",
     params:
-        repo_id=lambda wc: shlex.quote(model_spec(wc.model)["id"]),
+        repo_id=lambda wc: shell_arg(model_spec(wc.model)["id"]),
         revision=lambda wc: model_spec(wc.model)["revision"],
         hub_flags=lambda wc: " ".join(hub_flags(model_spec(wc.model))),
         cache=lambda wc: shell_quote(hf_cache_root()),
@@ -45,6 +43,7 @@ rule prefetch_model:
         "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
         "attnlab prefetch --model {params.repo_id} {params.hub_flags} "
         "--name {wildcards.model} --marker {output} > {log} 2>&1"
+        + code_marker("attnlab.tools.prefetch:_handle")
 
 
 rule prefetch_dataset:
@@ -53,7 +52,7 @@ rule prefetch_dataset:
     params:
         hub_id=lambda wc: STUDY["datasets"][wc.base]["hub_id"],
         flags=lambda wc: " ".join(
-            f"--{flag} {STUDY['datasets'][wc.base][key]}"
+            f"--{flag} {shell_arg(STUDY['datasets'][wc.base][key])}"
             for key, flag in (("hub_config", "dataset-config"), ("revision", "revision"))
             if STUDY["datasets"][wc.base].get(key) is not None
         ),
@@ -70,5 +69,6 @@ rule prefetch_dataset:
         ENV
     shell:
         "env HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 TRANSFORMERS_OFFLINE=0 "
-        "attnlab prefetch --dataset {params.hub_id} {params.flags} "
+        "attnlab prefetch --dataset {params.hub_id:q} {params.flags} "
         "--name {wildcards.base} --marker {output} > {log} 2>&1"
+        + code_marker("attnlab.tools.prefetch:_handle")

@@ -22,6 +22,9 @@ rule tables:
             caption="../report/accuracy_markdown.rst",
             category="Noise robustness",
         ),
+        # the .csv / .md copies attnlab.report.tables.write_tables writes beside each table
+        copies=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=["accuracy", "robustness", "mcnemar"], ext=["csv"])
+        + expand(f"{RESULTS}/tables/{{table}}.md", table=["robustness", "mcnemar"]),
     params:
         out_dir=lambda wc, output: os.path.dirname(output.accuracy),
     log:
@@ -36,6 +39,7 @@ rule tables:
         ENV
     shell:
         "attnlab report tables --inputs {input} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.report.cli:run_tables")
 
 
 rule figures:
@@ -68,3 +72,51 @@ rule figures:
         ENV
     shell:
         "attnlab report figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.report.cli:run_figures")
+
+
+# Is differential attention more robust? DiffLlama − Llama difference of noise drops, paired over items
+# (training seeds as clusters when the evaluated models include replicates); attnlab.report.robustness.
+from attnlab.report.robustness import has_pairs as _robustness_has_pairs, robustness_models as _robustness_models
+
+ROBUSTNESS_MODELS = _robustness_models(STUDY, MODELS)
+
+
+localrules:
+    robustness_difference,
+
+
+rule robustness_difference:
+    input:
+        eval_outputs(),
+    output:
+        table=report(
+            f"{RESULTS}/tables/robustness_difference.parquet",
+            caption="../report/robustness_difference_table.rst",
+            category="Noise robustness",
+        ),
+        markdown=report(
+            f"{RESULTS}/tables/robustness_difference.md",
+            caption="../report/robustness_difference_table.rst",
+            category="Noise robustness",
+        ),
+    params:
+        models=shell_quote(ROBUSTNESS_MODELS),
+    log:
+        f"{LOGS}/tables/robustness_difference.log",
+    benchmark:
+        f"{BENCH}/tables/robustness_difference.tsv"
+    threads: 1
+    resources:
+        mem_mb=rule_resource("report", "mem_mb", 2000),
+        runtime=rule_resource("report", "runtime", 10),
+    conda:
+        ENV
+    shell:
+        "attnlab report robustness-difference --inputs {input} --models {params.models} "
+        "--parquet {output.table} --markdown {output.markdown} > {log} 2>&1"
+        + code_marker("attnlab.report.cli:run_robustness_difference")
+
+
+if _robustness_has_pairs(ROBUSTNESS_MODELS) and NOISE_TYPES and "clean" in VARIANTS:
+    STAGE_TARGETS.append(f"{RESULTS}/tables/robustness_difference.parquet")

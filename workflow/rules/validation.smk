@@ -1,4 +1,4 @@
-# validation stage (issue 5 §3): are the head scores causal? Head pruning and adaptive sparse attention.
+# validation stage (research question 3): are the head scores causal? Head pruning and adaptive sparse attention.
 # Rules only; helper functions live in common.smk (--- validation ---) or src/attnlab/validation.
 #
 # Both jobs of a (model, base) read the attribution score file, so changing HeadIG settings reruns them;
@@ -37,9 +37,10 @@ rule validation_pruning:
     conda:
         ENV
     shell:
-        "attnlab validation pruning --model {params.location} --data {input.data} --scores {input.scores} "
+        "attnlab validation pruning --model {params.location:q} --data {input.data} --scores {input.scores} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_pruning")
 
 
 rule validation_sparse:
@@ -64,9 +65,10 @@ rule validation_sparse:
     conda:
         ENV
     shell:
-        "attnlab validation sparse --model {params.location} --data {input.data} --scores {input.scores} "
+        "attnlab validation sparse --model {params.location:q} --data {input.data} --scores {input.scores} "
         "--spec {params.spec} --model-name {wildcards.model} --base {wildcards.base} --device {params.device} "
         "--threads {threads} {params.flags} --out {output} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_sparse")
 
 
 rule validation_tables:
@@ -87,6 +89,7 @@ rule validation_tables:
             subcategory="Causal validation",
         ),
         pruning_csv=f"{RESULTS}/tables/pruning.csv",
+        pruning_tests=f"{RESULTS}/tables/pruning_tests.parquet",
         sparse=report(
             f"{RESULTS}/tables/sparse_attention.parquet",
             caption="../report/validation_sparse_table.rst",
@@ -100,6 +103,7 @@ rule validation_tables:
             subcategory="Causal validation",
         ),
         sparse_csv=f"{RESULTS}/tables/sparse_attention.csv",
+        sparse_tests=f"{RESULTS}/tables/sparse_tests.parquet",
     params:
         out_dir=lambda wc, output: os.path.dirname(output.pruning),
     log:
@@ -115,6 +119,7 @@ rule validation_tables:
     shell:
         "attnlab validation tables --pruning {input.pruning} --sparse {input.sparse} "
         "--out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_tables")
 
 
 rule validation_figures:
@@ -149,6 +154,7 @@ rule validation_figures:
         ENV
     shell:
         "attnlab validation figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
+        + code_marker("attnlab.validation.cli:_handle_figures")
 
 
 if VALIDATION_MODELS:

@@ -11,6 +11,8 @@ Submodules (``capture`` and ``masses`` import torch; this package file does not,
 
 from __future__ import annotations
 
+from attnlab.models.architectures import architecture_names
+
 #: map kinds: ``standard`` for ordinary attention heads; for DiffLlama head pair i the effective
 #: ``differential`` map A_i - λ·A_{i+H/2} and the two raw softmax maps ``raw_a`` = A_i, ``raw_b`` = A_{i+H/2}
 MAP_STANDARD = "standard"
@@ -24,8 +26,11 @@ MAP_KINDS: tuple[str, ...] = (MAP_STANDARD, MAP_DIFFERENTIAL, MAP_RAW_A, MAP_RAW
 TOKEN_CLASSES: tuple[str, ...] = ("kmi", "ni", "oc", "sink", "gen")
 KMI, NI, OC, SINK, GEN = range(len(TOKEN_CLASSES))
 
-#: query scopes: the last prompt token (produces the first answer token) and every generated position
-QUERY_SCOPES: tuple[str, ...] = ("last_prompt_token", "generated")
+#: query scopes: ``answer_token`` = the position whose next-token prediction is the first non-whitespace token of
+#: the gold answer (teacher-forced; with a digit-splitting tokenizer the last prompt token often predicts a lone
+#: space, and this query is one position later), ``last_prompt_token`` = the prompt's last token, ``generated`` =
+#: every answer-producing position of the greedy continuation
+QUERY_SCOPES: tuple[str, ...] = ("answer_token", "last_prompt_token", "generated")
 
 #: architectures (config ``models.<name>.architecture``) whose attention can be captured
-ATTENTION_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mdlm")
+ATTENTION_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True)

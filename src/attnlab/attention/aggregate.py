@@ -4,7 +4,11 @@ Per item and (layer, head) row, the ratio of class c is the class mass over the 
 
     r_c = m_c / Σ_c' m_c'            (= m_c for softmax maps; m_c / (1 - λ_full) for DiffLlama's differential map)
 
-i.e. the fraction of the query's (net) attention mass; a row with |Σ m| < 1e-9 gives NaN. An item's value is the
+i.e. the fraction of the query's (net) attention mass. For the differential map Σ_c m_c = 1 − λ_full, so the
+ratio divides by 1 − λ_full and amplifies every error by 1/|1 − λ_full|: a (layer, head) row with net mass
+|Σ m| < NET_MASS_FLOOR (0.05, i.e. λ_full within 0.05 of 1, amplification > 20) is *unstable*: its ratios are left
+out (NaN) rather than printed, and ``unstable_rows`` counts the rows left out of each table row (softmax rows sum
+to 1 and are never unstable; the unnormalised ``total_mass`` and ``negative_mass`` keep them). An item's value is the
 mean of r_c over heads (``layer`` rows) or over layers and heads (``layer = -1`` rows). The table reports the mean
 over items with a 95 % percentile bootstrap interval over items (:func:`attnlab.stats.bootstrap_ci`, Efron &
 Tibshirani 1993), per model × base × variant × map kind × query scope. ``negative_mass`` (Σ_j min(a_j, 0), the
@@ -27,6 +31,8 @@ from attnlab.stats import bootstrap_ci
 __all__ = ["ALL_LAYERS", "bootstrap_mean_ci", "MEASURES", "RATIO_SCHEMA", "attention_ratios", "ratios_markdown", "write_ratio_tables"]
 
 ALL_LAYERS = -1
+#: |net mass| below which a differential row's ratios are unstable and left out (see the module docstring)
+NET_MASS_FLOOR = 0.05
 MEASURES: tuple[str, ...] = (*TOKEN_CLASSES, "negative_mass", "total_mass")
 _KEYS = ["model", "base", "variant", "map_kind", "query_scope"]
 
@@ -43,6 +49,7 @@ RATIO_SCHEMA = pa.schema(
         pa.field("mean", pa.float64(), nullable=True),
         pa.field("ci_low", pa.float64(), nullable=True),
         pa.field("ci_high", pa.float64(), nullable=True),
+        pa.field("unstable_rows", pa.int64(), nullable=False),  # (item, layer, head) rows with |net mass| < floor
     ]
 )
 
@@ -53,8 +60,10 @@ def _variant_key(variant: str) -> tuple[int, str]:
 
 def _with_ratios(rows: pd.DataFrame) -> pd.DataFrame:
     total = rows[list(TOKEN_CLASSES)].sum(axis=1).to_numpy()
-    safe = np.where(np.abs(total) < 1e-9, np.nan, total)
+    unstable = np.abs(total) < NET_MASS_FLOOR
+    safe = np.where(unstable, np.nan, total)
     out = rows[[*_KEYS, "item", "layer", "head"]].copy()
+    out["unstable"] = unstable.astype(np.int64)
     for c in TOKEN_CLASSES:
         out[c] = rows[c].to_numpy() / safe
     out["negative_mass"] = rows["negative_mass"].to_numpy()
@@ -100,12 +109,14 @@ def attention_ratios(allocation: pd.DataFrame, *, n_resamples: int = 2000, seed:
         levels = [(ALL_LAYERS, group)] + [(int(layer), g) for layer, g in group.groupby("layer", sort=True)]
         for layer, part in levels:
             per_item = part.groupby("item", sort=True)[list(MEASURES)].mean()  # [items, measures] (NaN-skipping)
+            n_unstable = int(part["unstable"].sum())
             for measure in MEASURES:
                 values = per_item[measure].to_numpy(dtype=float)
                 mean, low, high = _interval(values, n_resamples, seed)
                 out.append(
                     {**labels, "layer": layer, "measure": measure, "n_items": int(np.sum(~np.isnan(values))),
-                     "mean": mean, "ci_low": low, "ci_high": high}
+                     "mean": mean, "ci_low": low, "ci_high": high,
+                     "unstable_rows": n_unstable if measure in TOKEN_CLASSES else 0}
                 )
     table = pd.DataFrame(out, columns=RATIO_SCHEMA.names)
     if table.empty:
@@ -163,7 +174,9 @@ def write_ratio_tables(
         "Fraction of the answer-producing query's attention mass on key math information (kmi), inserted noise "
         "(ni), other prompt content (oc), the first token (sink) and generated tokens (gen): mean over items of "
         "the per-head ratio m_c / sum(m), averaged over all layers and heads, with 95 % bootstrap intervals. "
-        "negative_mass: mean sum of the negative entries (differential maps only)."
+        "negative_mass: mean sum of the negative entries (differential maps only). Differential rows whose net "
+        f"mass 1 − λ_full is below {NET_MASS_FLOOR} in absolute value are left out of the ratios (the division "
+        "would amplify errors more than 20-fold); `unstable_rows` in the Parquet/CSV counts them."
     )
     write_text(stem + ".md", f"# attention_ratios\n\n{caption}\n\n" + ratios_markdown(table))
     return table

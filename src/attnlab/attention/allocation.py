@@ -4,8 +4,14 @@ For each item the zero-shot prompt (:func:`attnlab.attention.tokens.prompt_token
 model once per query scope, with :func:`attnlab.attention.capture.capture_attention` reducing each layer's rows to
 class masses at once:
 
-* ``last_prompt_token``: the query is the prompt's last token (it produces the first answer token);
-  (masked-diffusion LMs: the first masked answer position after the prompt, see :func:`allocation_tables`);
+* ``answer_token``: the query is the position that predicts the first non-whitespace token of the gold answer,
+  teacher-forced on ``prompt + " " + answer`` (:func:`attnlab.attention.tokens.answer_producer`, the needle
+  stage's answer query). With the project's digit-splitting tokenizer the last prompt token often predicts a lone
+  space; this query is then one position later, and the tokens between the prompt and it are keys of class
+  ``gen``. Left out for masked-diffusion LMs (they predict every answer position at once);
+* ``last_prompt_token``: the query is the prompt's last token (it produces the first answer token, which may be
+  whitespace); masked-diffusion LMs: the first masked answer position after the prompt, see
+  :func:`allocation_tables`;
 * ``generated``: the model's greedy continuation is generated first (:func:`attnlab.evaluate.generation.generate_greedy`,
   the evaluation's stop sequences), then prompt + continuation is run once and the queries are every
   answer-producing position — the last prompt token and each generated token but the last — averaged. Keys that
@@ -30,7 +36,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from attnlab.attention import GEN, MAP_KINDS, QUERY_SCOPES, TOKEN_CLASSES
 from attnlab.attention.capture import LayerAttention, capture_attention, check_supported
 from attnlab.attention.masses import class_masses, negative_mass
-from attnlab.attention.tokens import prompt_token_classes
+from attnlab.attention.tokens import answer_producer, prompt_token_classes
 from attnlab.models.mdlm import is_masked_diffusion_model
 
 __all__ = ["ALLOCATION_SCHEMA", "TOKEN_MAP_SCHEMA", "AllocationSpec", "allocation_tables"]
@@ -85,7 +91,7 @@ class AllocationSpec:
     """
 
     items: int = 100
-    query_scopes: tuple[str, ...] = ("last_prompt_token",)
+    query_scopes: tuple[str, ...] = ("answer_token", "last_prompt_token")
     token_map_items: int = 2
     max_new_tokens: int = 32
     stop_sequences: tuple[str, ...] = ("Question:", "\n\n")
@@ -148,8 +154,8 @@ def allocation_tables(
     """(allocation rows with :data:`ALLOCATION_SCHEMA` columns, token-map rows with :data:`TOKEN_MAP_SCHEMA`).
 
     Args:
-        data: a data-stage table (``id``, ``question``, ``key_spans``, ``noise_spans``); the first ``spec.items``
-            rows are measured.
+        data: a data-stage table (``id``, ``question``, ``answer``, ``key_spans``, ``noise_spans``); the first
+            ``spec.items`` rows are measured.
         mask_tokens: masked-diffusion LMs (``attnlab_mdlm``) only: the answer length of their first decoding
             step. Their "last_prompt_token" scope is then the state at that step — prompt followed by
             ``mask_tokens`` ``<mask>`` tokens (class ``gen``) — and the query is the first answer position, the
@@ -168,9 +174,16 @@ def allocation_tables(
         prompt, ids, classes = prompt_token_classes(
             tokenizer, row.question, row.key_spans, row.noise_spans, where=f"item {row.id!r}: "
         )
-        prepared.append((str(row.id), prompt, ids, classes))
+        producer = None
+        if "answer_token" in spec.query_scopes:
+            full, _, n_prompt, producer = answer_producer(tokenizer, prompt, str(row.answer), where=f"item {row.id!r}: ")
+            if full[:n_prompt] != ids:
+                raise ValueError(f"item {row.id!r}: the prompt tokenizes differently with and without the answer")
+            producer = (full[: producer + 1], producer)
+        prepared.append((str(row.id), prompt, ids, classes, producer))
     diffusion = is_masked_diffusion_model(model)
-    scopes = [s for s in spec.query_scopes if not (diffusion and s == "generated")]  # no left-to-right decoding
+    # masked-diffusion LMs: no left-to-right decoding and no single answer-producing position
+    scopes = [s for s in spec.query_scopes if not (diffusion and s in ("generated", "answer_token"))]
     if diffusion and (mask_tokens < 1 or getattr(model.config, "mask_token_id", None) is None):
         raise ValueError("a masked diffusion LM needs mask_tokens >= 1 and config.mask_token_id")
     continuations: list[Sequence[int]] = [()] * len(prepared)
@@ -185,16 +198,23 @@ def allocation_tables(
 
     rows: list[dict[str, Any]] = []
     token_rows: list[dict[str, Any]] = []
-    for index, (item, _prompt, ids, classes) in enumerate(prepared):
+    for index, (item, _prompt, ids, classes, producer) in enumerate(prepared):
         counts = {f"n_{c}": int(np.sum(np.asarray(classes) == k)) for k, c in enumerate(TOKEN_CLASSES)}
         for scope in scopes:
             keep = scope == "last_prompt_token" and index < spec.token_map_items
             if scope == "last_prompt_token" and diffusion:
                 # the first decoding step: prompt + masked answer; the query is the first answer position
                 seq = ids + [int(model.config.mask_token_id)] * mask_tokens
-                seq_classes, positions = classes + [GEN] * mask_tokens, [len(ids)]
+                # the state that predicts the first answer position: that position itself, or (shift operation,
+                # an mdlm adapted from a causal LM) the last prompt token
+                first = len(ids) - 1 if getattr(model.config, "shift_logits", False) else len(ids)
+                seq_classes, positions = classes + [GEN] * mask_tokens, [first]
             elif scope == "last_prompt_token":
                 seq, seq_classes, positions = ids, classes, [len(ids) - 1]
+            elif scope == "answer_token":
+                # prompt + the answer's leading whitespace tokens; the query predicts the first non-whitespace one
+                seq, position = producer
+                seq_classes, positions = classes + [GEN] * (len(seq) - len(ids)), [position]
             else:
                 generated = list(continuations[index])
                 seq = ids + generated[:-1]  # the last generated token produces nothing

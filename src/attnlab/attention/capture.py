@@ -49,6 +49,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from attnlab.attention import MAP_DIFFERENTIAL, MAP_RAW_A, MAP_RAW_B, MAP_STANDARD
+from attnlab.models.architectures import model_types
 
 __all__ = [
     "CAPTURE_IMPLEMENTATION",
@@ -65,7 +66,7 @@ CAPTURE_IMPLEMENTATION = "attnlab_capture"
 
 #: ``config.model_type`` values whose attention modules use ``ALL_ATTENTION_FUNCTIONS`` (checked at run time too:
 #: a model whose layers never call the capture function raises :class:`UnsupportedArchitectureError`).
-SUPPORTED_MODEL_TYPES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "attnlab_mdlm")
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = model_types(attention=True)
 
 
 class UnsupportedArchitectureError(ValueError):

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from attnlab.attention import MAP_DIFFERENTIAL, MAP_STANDARD, TOKEN_CLASSES
+from attnlab.attention import MAP_DIFFERENTIAL, MAP_STANDARD, QUERY_SCOPES, TOKEN_CLASSES
 from attnlab.io import atomic_path
 
 __all__ = ["plot_ni_heatmap", "plot_token_maps", "primary_map_kind"]
@@ -44,15 +44,19 @@ def _save(figure: Figure, out_png: str | os.PathLike[str]) -> None:
 def plot_ni_heatmap(allocation: pd.DataFrame, out_png: str | os.PathLike[str], measure: str = "ni") -> None:
     """One panel per variant: mean over items of the per-head ratio m_ni / Σ m, layer (rows) × head (columns).
 
-    Uses the first query scope present (``last_prompt_token`` before ``generated``) and the primary map kind.
+    Uses the first query scope present in :data:`attnlab.attention.QUERY_SCOPES` order (``answer_token``, then
+    ``last_prompt_token``, then ``generated``) and the primary map kind.
     """
     if allocation.empty:
         raise ValueError("no allocation rows to plot")
-    scope = "last_prompt_token" if (allocation["query_scope"] == "last_prompt_token").any() else "generated"
+    present = set(allocation["query_scope"])
+    scope = next(s for s in QUERY_SCOPES if s in present)
     kind = primary_map_kind(allocation["map_kind"].unique())
     rows = allocation[(allocation["query_scope"] == scope) & (allocation["map_kind"] == kind)].copy()
     total = rows[list(TOKEN_CLASSES)].sum(axis=1)
-    rows["ratio"] = rows[measure] / total.where(total.abs() >= 1e-9)
+    from attnlab.attention.aggregate import NET_MASS_FLOOR
+
+    rows["ratio"] = rows[measure] / total.where(total.abs() >= NET_MASS_FLOOR)  # unstable rows (λ ≈ 1) left blank
     variants = sorted(rows["variant"].unique(), key=_variant_key)
     n_layers, n_heads = int(rows["layer"].max()) + 1, int(rows["head"].max()) + 1
     grids = {}

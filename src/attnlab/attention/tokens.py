@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from attnlab.attention import KMI, NI, OC, SINK
-from attnlab.prompts import build_prompt
+from attnlab.prompts import TARGET_DELIMITER, build_prompt
 
-__all__ = ["classes_from_spans", "prompt_with_spans"]
+__all__ = ["answer_producer", "classes_from_spans", "prompt_with_spans"]
 
 Span = tuple[int, int]
 
@@ -112,3 +112,35 @@ def prompt_token_classes(
         raise ValueError(f"tokenizer {type(tokenizer).__name__} gives no offset mapping (needs a fast tokenizer)") from err
     classes = classes_from_spans(prompt, encoding["offset_mapping"], {KMI: keys, NI: noise}, OC, SINK)
     return prompt, list(encoding["input_ids"]), classes
+
+
+def answer_producer(tokenizer, prompt: str, answer: str, where: str = "") -> tuple[list[int], list[tuple[int, int]], int, int]:
+    """Teacher-forced ``prompt + " " + answer``: (input ids, offsets, prompt tokens, answer-producing position).
+
+    The answer-producing position is ``p - 1`` for the token ``p`` that covers the answer's first non-whitespace
+    character: its next-token prediction is the first non-whitespace answer token. With a tokenizer that emits
+    the space before a number as its own token the prompt's last token predicts only that space and this position
+    is one later; for a tokenizer that glues the space to the answer it is the last prompt token.
+
+    Raises:
+        ValueError: (prefixed with ``where``) if the prompt's tokens are not a prefix of the full sequence's,
+            the answer has no non-whitespace character, or that character is not among the tokens.
+    """
+    text = prompt + TARGET_DELIMITER + answer
+    try:
+        encoding = tokenizer(text, return_offsets_mapping=True)
+    except NotImplementedError as err:
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} gives no offset mapping (needs a fast tokenizer)") from err
+    ids, offsets = list(encoding["input_ids"]), [(int(s), int(e)) for s, e in encoding["offset_mapping"]]
+    prompt_ids = list(tokenizer(prompt)["input_ids"])
+    n_prompt = len(prompt_ids)
+    if ids[:n_prompt] != prompt_ids:
+        raise ValueError(f"{where}the prompt does not tokenize as a prefix of prompt + answer")
+    stripped = answer.lstrip()
+    if not stripped:
+        raise ValueError(f"{where}the answer is empty")
+    first = len(prompt) + len(TARGET_DELIMITER) + (len(answer) - len(stripped))
+    producer = next((p - 1 for p, (s, e) in enumerate(offsets) if p > 0 and s <= first < e), None)
+    if producer is None or producer < n_prompt - 1:
+        raise ValueError(f"{where}cannot locate the answer's first non-whitespace character among the tokens")
+    return ids, offsets, n_prompt, producer

@@ -28,6 +28,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from attnlab.models.architectures import ARCHITECTURES, by_model_type, head_units
+
 __all__ = [
     "GateLayout",
     "HeadGates",
@@ -38,13 +40,10 @@ __all__ = [
 ]
 
 #: model_type → (attention-block attribute on a decoder layer, projection attribute on that block)
-_LLAMA_LIKE = ("self_attn", "o_proj")
-_GPT2_LIKE = ("attn", "c_proj")
 SUPPORTED_MODEL_TYPES: dict[str, tuple[str, str]] = {
-    "llama": _LLAMA_LIKE,
-    "diffllama": _LLAMA_LIKE,
-    "attnlab_mdlm": _LLAMA_LIKE,
-    "gpt2": _GPT2_LIKE,
+    arch.model_type: (arch.attention_attr, arch.output_projection_attr)
+    for arch in ARCHITECTURES.values()
+    if arch.attention
 }
 
 
@@ -79,7 +78,8 @@ class GateLayout:
 
     @property
     def unit_name(self) -> str:
-        return "differential head" if self.model_type == "diffllama" else "head"
+        arch = by_model_type(self.model_type)
+        return "differential head" if arch is not None and arch.differential else "head"
 
 
 def _decoder_layers(model: nn.Module) -> tuple[Sequence[nn.Module], str]:
@@ -107,8 +107,7 @@ def gate_layout(model: nn.Module) -> GateLayout:
         )
     block_attr, proj_attr = SUPPORTED_MODEL_TYPES[model_type]
     layers, where = _decoder_layers(model)
-    num_heads = int(config.num_attention_heads)
-    units = num_heads // 2 if model_type == "diffllama" else num_heads
+    units = head_units(config)
     projections, names = [], []
     for index, layer in enumerate(layers):
         block = getattr(layer, block_attr, None)

@@ -36,16 +36,35 @@ def parse_spec(text: str) -> dict[str, Any]:
     return spec
 
 
-def _non_negative_int(text: str) -> int:
+def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 (items to keep), got {value}")
     return value
 
 
+def _reports_data_errors(run):
+    """A data subcommand whose malformed input (:class:`DataFormatError`, ``FILE: line N: what``) ends the
+    command with that one line on stderr and exit status 2 instead of a traceback."""
+    import functools
+
+    from attnlab.data.errors import DataFormatError
+
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except DataFormatError as err:
+            print(f"attnlab: error: {err}", file=sys.stderr)
+            return 2
+
+    return wrapper
+
+
+@_reports_data_errors
 def run_base(args: argparse.Namespace) -> int:
     frame = load_base_dataset(args.spec, args.split, args.seed, args.n)
     table = apply_noise(frame, "clean", args.seed)
@@ -55,6 +74,7 @@ def run_base(args: argparse.Namespace) -> int:
     return 0
 
 
+@_reports_data_errors
 def run_noise(args: argparse.Namespace) -> int:
     if args.noise_type not in available_noise_types():
         print(f"error: unknown noise type {args.noise_type!r}; known: {', '.join(available_noise_types())}", file=sys.stderr)
@@ -85,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     base.add_argument("--spec", type=parse_spec, required=True, help='dataset spec as JSON, e.g. \'{"loader": "synthetic", ...}\'')
     base.add_argument("--split", choices=("train", "test"), required=True)
     base.add_argument("--seed", type=int, required=True)
-    base.add_argument("--n", type=_non_negative_int, default=None, help="keep only the first N items")
+    base.add_argument("--n", type=_positive_int, default=None, help="keep only the first N items")
     base.add_argument("--out", required=True, help="output .parquet path")
     base.set_defaults(func=run_base)
 

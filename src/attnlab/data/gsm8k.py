@@ -10,8 +10,8 @@ Spec keys, either
 
 Items keep file order; ``n`` keeps the first ``n``. Each item is checked: a malformed
 line raises :class:`~attnlab.data.errors.DataFormatError` naming the file, the 1-based
-line number and the problem (bad JSON, missing/non-string field, no final ``#### N``
-line). Blank lines are skipped.
+line number and the problem (not UTF-8, bad JSON, missing/non-string field, no final ``#### N``
+line, a question repeated from an earlier line); so does a file without items. Blank lines are skipped.
 
 Derived columns:
 
@@ -143,24 +143,44 @@ def _check_item(item: Any, where: str) -> tuple[str, str, float]:
 
 
 def read_jsonl(path: str | Path, n: int | None = None) -> Iterator[tuple[str, str, float]]:
-    """(question, answer, answer_number) per line of a GSM8K JSON-lines file, checked, in order."""
+    """(question, answer, answer_number) per line of a GSM8K JSON-lines file, checked, in order.
+
+    Raises:
+        DataFormatError: ``FILE: line N: what`` for a line that is not UTF-8, not a JSON object with a
+            question and a ``#### N`` answer, or whose question repeats an earlier line's; and for a file
+            with no item at all (empty or blank lines only).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GSM8K file not found: {path}")
-    count = 0
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    count, line_number = 0, 0
+    first_line_of: dict[str, int] = {}
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
             if n is not None and count >= n:
                 return
+            where = f"{path}: line {line_number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(
+                    f"{where}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from None
             if not line.strip():
                 continue
-            where = f"{path}: line {line_number}"
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"{where}: bad JSON ({exc.msg} at column {exc.colno})") from None
-            yield _check_item(item, where)
+            question, answer, number = _check_item(item, where)
+            if question in first_line_of:
+                raise DataFormatError(f"{where}: duplicate item: the same question as line {first_line_of[question]}")
+            first_line_of[question] = line_number
+            yield question, answer, number
             count += 1
+    if count == 0:
+        what = "the file is empty" if line_number == 0 else f"its {line_number} line(s) are blank"
+        raise DataFormatError(f"{path}: line {max(line_number, 1)}: no GSM8K items ({what})")
 
 
 def read_hub(hub_id: str, hub_config: str | None, revision: str | None, split: str, n: int | None) -> Iterator[tuple[str, str, float]]:

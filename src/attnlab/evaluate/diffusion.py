@@ -1,7 +1,7 @@
 """Generation by iterative unmasking for masked diffusion LMs (LLaDA's semi-autoregressive sampler).
 
 Nie et al. 2025, "Large Language Diffusion Models" (arXiv:2502.09992), Algorithm 5 (low-confidence remasking) with
-semi-autoregressive blocks (their §B.3 / ``generate.py``):
+semi-autoregressive blocks (their Appendix B.3 / ``generate.py``):
 
 1. x = prompt ‖ [M] × answer_length (M = the mask token); the answer is cut into answer_length / block_length blocks,
    decoded left to right, each in steps / n_blocks steps.
@@ -251,7 +251,8 @@ def generate_diffusion(
 
     Args:
         model: a masked diffusion LM whose ``forward(input_ids, attention_mask[, position_ids]).logits`` predicts
-            the token at every position (no shift) — the project's ``attnlab_mdlm``, LLaDA — or a model with its
+            the token at every position (the project's ``attnlab_mdlm`` applies its shift operation inside
+            ``forward``; LLaDA) — or a model with its
             own ``diffusion_generate`` (Dream), which is then used (``block_length`` does not apply to it).
         tokenizer: its tokenizer (pad token, else EOS, for left padding).
         prompts: the texts to answer.
@@ -280,6 +281,7 @@ def generate_diffusion(
     eos_ids = frozenset(eos_token_ids(model, tokenizer))
     encoded: list[list[int]] = tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
     context = _max_positions(model)
+    trained = getattr(model.config, "trained_positions", None)  # set by attnlab's pretraining
     for index, ids in enumerate(encoded):
         if not ids:
             raise ValueError(f"prompt {index} tokenizes to no tokens: {prompts[index]!r}")
@@ -287,6 +289,12 @@ def generate_diffusion(
             raise ValueError(
                 f"prompt {index} has {len(ids)} tokens; with answer_length={answer_length} that exceeds the "
                 f"model's context length {context}"
+            )
+        if trained is not None and len(ids) + answer_length > trained:
+            raise ValueError(
+                f"prompt {index} has {len(ids)} tokens; with answer_length={answer_length} the answer window ends at "
+                f"position {len(ids) + answer_length}, past the {trained} positions the model was trained on "
+                "(lower diffusion.answer_length or raise pretrain.max_length)"
             )
     order = batch_order([len(ids) for ids in encoded])
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

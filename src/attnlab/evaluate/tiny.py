@@ -13,13 +13,14 @@ import random
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
+from attnlab.models.architectures import architecture_names
 from attnlab.models.registry import build_scratch_config
 from attnlab.models.tokenizer import train_tokenizer
 from attnlab.prompts import format_example
 
 __all__ = ["TINY_ARCHITECTURES", "build_tiny_model", "build_tiny_tokenizer", "tiny_corpus"]
 
-TINY_ARCHITECTURES = ("llama", "diffllama", "gpt2")
+TINY_ARCHITECTURES = architecture_names(attention=True, causal=True)
 
 _NAMES = ("Ava", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jun", "Kofi", "Lena")
 _ITEMS = ("apples", "pens", "books", "cookies", "stickers", "marbles", "tickets", "cards")

@@ -45,6 +45,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         extra_documents=extra_documents,
         device=resolve_device(args.device),
+        init_from=args.init_from,
     )
     info = read_training_info(args.out)
     val = curve[curve.split == "validation"].loss
@@ -90,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--curve", required=True, help="loss-curve Parquet")
     pre.add_argument("--curve-plot", required=True, help="loss-curve PNG")
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    pre.add_argument("--init-from", default=None, help="mdlm only: a trained scratch llama folder to start from")
     pre.set_defaults(func=_cmd_pretrain)
 
     par = sub.add_parser("params", help="print the parameter count of a scratch spec")

@@ -13,8 +13,12 @@ equals Llama's exactly. ``config.model_type = "attnlab_mdlm"``; importing this m
 so a ``save_pretrained`` folder reloads as this class. (It is registered as a "causal LM" only because the loader
 resolves classes through that Auto class; it is *not* autoregressive and its ``forward`` rejects ``labels``.)
 
-The logits at position i are a prediction of the clean token x0^i given the whole partially masked sequence x_t
-(no shift: ``logits[:, i]`` predicts ``input_ids[:, i]`` where it is ``<mask>``).
+The logits at position i are a prediction of the clean token x0^i given the whole partially masked sequence x_t:
+``logits[:, i]`` predicts ``input_ids[:, i]`` where it is ``<mask>``. With ``config.shift_logits`` (a model adapted
+from an autoregressive LM, :func:`mdlm_config_from_causal`), the hidden state at position i predicts token i+1, as
+it did in the autoregressive model (Dream 7B's shift operation, Ye et al. 2025, "Dream 7B", §2): ``forward``
+returns ``logits[:, i] = head(h_{i-1})`` for i >= 1 (position 0, the BOS that is never masked, repeats
+``head(h_0)``), so every consumer still reads position i's prediction at ``logits[:, i]``.
 
 Training objective (Nie et al. 2025, "Large Language Diffusion Models", arXiv:2502.09992, eq. 3)
 ------------------------------------------------------------------------------------------------
@@ -47,6 +51,7 @@ __all__ = [
     "forward_mask",
     "is_masked_diffusion_model",
     "masked_diffusion_loss",
+    "mdlm_config_from_causal",
 ]
 
 MDLM_MODEL_TYPE = "attnlab_mdlm"
@@ -61,6 +66,7 @@ class MDLMConfig(LlamaConfig):
     Attributes (beyond Llama's):
         mask_token_id: id of ``<mask>`` in the tokenizer (the project tokenizer: 4).
         is_causal: always ``False`` (read by ``transformers.masking_utils.create_causal_mask``).
+        shift_logits: the hidden state at position i predicts token i+1 (a model adapted from a causal LM).
     """
 
     model_type = MDLM_MODEL_TYPE
@@ -68,6 +74,7 @@ class MDLMConfig(LlamaConfig):
     mask_token_id: int | None = None
     use_cache: bool = False
     is_causal: bool = False
+    shift_logits: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -108,10 +115,30 @@ class MDLMForMaskedDiffusion(LlamaForCausalLM):
                 "MDLMForMaskedDiffusion.forward does not take labels: the masked-diffusion loss needs a random mask "
                 "ratio; use attnlab.models.mdlm.MaskedDiffusionObjective / masked_diffusion_loss"
             )
-        return super().forward(
+        out = super().forward(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
             inputs_embeds=inputs_embeds, use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs,
         )
+        if getattr(self.config, "shift_logits", False):
+            if logits_to_keep:
+                raise ValueError("a shift_logits mdlm needs every position's logits (logits_to_keep=0)")
+            out.logits = torch.cat([out.logits[:, :1], out.logits[:, :-1]], dim=1)  # (b, l, v): row i from h_{i-1}
+        return out
+
+
+def mdlm_config_from_causal(causal_config: LlamaConfig, mask_token_id: int) -> MDLMConfig:
+    """The :class:`MDLMConfig` of a causal Llama's architecture, bidirectional and with ``shift_logits``.
+
+    Every size field, RoPE setting and token id is the Llama's, so its state dict loads with no missing or
+    unexpected keys.
+
+    Raises:
+        ValueError: if ``causal_config`` is not a Llama config.
+    """
+    if causal_config.model_type != "llama":
+        raise ValueError(f"an mdlm can be initialised from a llama model only, got model_type {causal_config.model_type!r}")
+    fields = {k: v for k, v in causal_config.to_dict().items() if k not in ("model_type", "architectures", "transformers_version", "use_cache", "is_causal")}
+    return MDLMConfig(**{**fields, "mask_token_id": int(mask_token_id), "shift_logits": True, "use_cache": False})
 
 
 AutoConfig.register(MDLM_MODEL_TYPE, MDLMConfig, exist_ok=True)

@@ -76,10 +76,11 @@ OPTIONAL_TRAIN_DEFAULTS: dict[str, Any] = {
     "adam_beta1": 0.9,
     "adam_beta2": 0.95,
     "adam_epsilon": 1e-8,
+    "answer_window": None,
 }
 
 #: Keys of a scratch model entry that are not size fields.
-NON_SIZE_SPEC_KEYS: frozenset[str] = frozenset({"architecture", "source", "dtype", "diffusion"})
+NON_SIZE_SPEC_KEYS: frozenset[str] = frozenset({"architecture", "source", "dtype", "diffusion", "init"})
 
 #: Batches per length-sorted group when ``group_by_length`` is on.
 GROUP_BATCHES = 50
@@ -133,6 +134,12 @@ def validate_train_spec(train_spec: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"train spec key {key!r} must be true or false, got {spec[key]!r}")
     if spec["loss_on"] not in ("all", "answer"):
         raise ValueError(f"train spec key 'loss_on' must be 'all' or 'answer', got {spec['loss_on']!r}")
+    if spec["answer_window"] is not None:
+        window = spec["answer_window"]
+        if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+            raise ValueError(f"train spec key 'answer_window' must be a positive integer or null, got {window!r}")
+        if spec["loss_on"] != "answer" or spec["packing"]:
+            raise ValueError("train spec key 'answer_window' needs loss_on: answer and packing: false")
     if spec["packing"] and spec["group_by_length"]:
         raise ValueError("train spec keys 'packing' and 'group_by_length' exclude each other")
     if not 0 < spec["validation_fraction"] < 1:
@@ -226,6 +233,62 @@ def answer_only_labels(
         n_prompt = min(len(prompt), len(ids))
         labels.append([-100] * n_prompt + list(ids[n_prompt:]))
     return labels
+
+
+def answer_window_sequences(
+    corpus: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, window: int, max_length: int
+) -> tuple[list[list[int]], list[list[int]], int]:
+    """(input ids, labels, number cut) of ``prompt ‖ answer window`` per problem, LLaDA's SFT layout.
+
+    The window is the solution's tokens and ``</s>``, padded with ``</s>`` (or cut) to exactly ``window`` tokens,
+    as the iterative unmasking fills a window of ``answer_length`` after the prompt; the padding EOS tokens are
+    ordinary targets (Nie et al. 2025, §2.3), so the model learns to end the answer inside the window. Labels are
+    -100 on the prompt (never masked) and the window's tokens elsewhere. A sequence longer than ``max_length``
+    (the positions the model was pretrained on) is cut and counted.
+    """
+    eos = tokenizer.eos_token_id
+    prompts = tokenizer([format_question(q) for q in corpus["question"]], add_special_tokens=True)["input_ids"]
+    documents = tokenizer(corpus_documents(corpus), add_special_tokens=True)["input_ids"]
+    sequences, labels, cut = [], [], 0
+    for row, (prompt, ids) in enumerate(zip(prompts, documents)):
+        if list(ids[: len(prompt)]) != list(prompt):
+            raise ValueError(f"corpus row {row}: the prompt does not tokenize as a prefix of the document")
+        answer = [*ids[len(prompt) :], eos]
+        answer = (answer + [eos] * window)[:window]
+        sequence = [*prompt, *answer]
+        if len(sequence) > max_length:
+            cut += 1
+            sequence = sequence[:max_length]
+        sequences.append(sequence)
+        labels.append([-100] * min(len(prompt), len(sequence)) + sequence[len(prompt) :])
+    return sequences, labels, cut
+
+
+def init_from_causal(init_dir: str | os.PathLike[str], size_config: Any, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The masked diffusion LM initialised from the trained causal Llama in ``init_dir`` (shift operation).
+
+    :func:`attnlab.models.mdlm.mdlm_config_from_causal` keeps the Llama's architecture with ``shift_logits``; the
+    state dict loads with no missing or unexpected keys.
+
+    Raises:
+        ValueError: if the Llama's tokenizer or size fields differ from this model's (the comparison would be unfair
+            and the weights would not fit).
+    """
+    from attnlab.models.mdlm import MDLMForMaskedDiffusion, mdlm_config_from_causal
+
+    source = AutoModelForCausalLM.from_pretrained(init_dir)
+    if load_tokenizer(init_dir).get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"init model {init_dir}: its tokenizer differs from the study's tokenizer")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_key_value_heads"):
+        if getattr(source.config, key, None) != getattr(size_config, key, None):
+            raise ValueError(
+                f"init model {init_dir}: {key} = {getattr(source.config, key, None)}, but the mdlm entry gives "
+                f"{getattr(size_config, key, None)} (use the llama's size fields)"
+            )
+    config = mdlm_config_from_causal(source.config, tokenizer.mask_token_id)
+    model = MDLMForMaskedDiffusion(config)
+    model.load_state_dict(source.state_dict(), strict=True)
+    return model
 
 
 def split_validation(n_rows: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -409,8 +472,9 @@ def pretrain(
     progress: bool = True,
     extra_documents: Sequence[str] = (),
     device: str | torch.device = "cpu",
+    init_from: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
-    """Train a scratch causal LM from random init and save it with its tokenizer.
+    """Train a scratch model from random init (or an mdlm from a trained Llama) and save it with its tokenizer.
 
     Args:
         architecture_spec: the flat scratch model entry ``{"architecture": "llama"|"diffllama"|...,
@@ -434,6 +498,9 @@ def pretrain(
         extra_documents: further documents (:func:`extra_corpus_documents`) mixed into the
             corpus; the loss covers all of their tokens (``loss_on`` concerns the math documents).
         device: where to train (``"cuda"`` on a GPU node; batches are built on the CPU and moved there).
+        init_from: ``architecture: mdlm`` only: a trained scratch Llama folder to start from
+            (:func:`init_from_causal`) instead of random weights. With ``answer_window`` in the train spec the
+            training sequences are :func:`answer_window_sequences` (LLaDA's SFT layout).
 
     Returns:
         The loss curve: one row per (step, split) with ``step, split
@@ -454,13 +521,20 @@ def pretrain(
     config = build_scratch_config(architecture, size, tokenizer)
     n_params = count_parameters(config)
 
+    if init_from is not None and architecture != "mdlm":
+        raise ValueError(f"init_from is for architecture mdlm (a diffusion LM adapted from a llama), not {architecture!r}")
     documents = corpus_documents(corpus)
-    sequences, truncated = tokenize_documents([*documents, *extra_documents], tokenizer, spec["max_length"])
+    if spec["answer_window"] is not None:
+        if extra_documents:
+            raise ValueError("train spec key 'answer_window' trains on the math problems only; pass no extra corpora")
+        sequences, label_seqs, truncated = answer_window_sequences(corpus, tokenizer, spec["answer_window"], spec["max_length"])
+    else:
+        sequences, truncated = tokenize_documents([*documents, *extra_documents], tokenizer, spec["max_length"])
     if truncated:
         logger.warning("%d of %d documents exceed max_length=%d tokens and were cut", truncated, len(sequences), spec["max_length"])
-    if spec["loss_on"] == "answer":
+    if spec["answer_window"] is None and spec["loss_on"] == "answer":
         label_seqs = answer_only_labels(corpus, sequences[: len(documents)], tokenizer) + sequences[len(documents) :]
-    else:
+    elif spec["answer_window"] is None:
         label_seqs = sequences
     train_rows, val_rows = split_validation(len(sequences), spec["validation_fraction"], seed)
     train_seqs, train_labels = [sequences[i] for i in train_rows], [label_seqs[i] for i in train_rows]
@@ -477,7 +551,12 @@ def pretrain(
         block_labels = torch.from_numpy(packed_blocks(train_labels, order, spec["max_length"], steps * batch_size))
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config).to(device)
+    if init_from is not None:
+        model = init_from_causal(init_from, config, tokenizer).to(device)
+    else:
+        model = AutoModelForCausalLM.from_config(config).to(device)
+    # positions the model was trained on: the answer window of unmasking must lie inside them
+    model.config.trained_positions = int(spec["max_length"])
     model.train()
     objective = training_objective(model, seed)  # next-token CE, or the masked-diffusion loss for mdlm
     optimizer = torch.optim.AdamW(
@@ -540,6 +619,7 @@ def pretrain(
         "num_train_documents": len(train_seqs),
         "num_validation_documents": len(val_seqs),
         "truncated_documents": truncated,
+        "init_from": None if init_from is None else os.fspath(init_from),
     }
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)

@@ -1,7 +1,7 @@
 """From-scratch model configurations with matched parameter budgets.
 
 One ``size`` dict describes every scratch architecture, so the comparison differs
-only in the sequence mixer (design note "Scratch models are fair comparisons").
+only in the sequence mixer (same tokenizer, corpus, steps, seed and parameter budget).
 Keys of ``size`` and which architectures read them:
 
 ==========================  =====  =========  ====  =====  ======  =========================================
@@ -55,18 +55,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from attnlab.models.architectures import ARCHITECTURES
 from attnlab.models.mdlm import MDLMConfig  # also registers attnlab_mdlm with the Auto classes
 
-SCRATCH_ARCHITECTURES: tuple[str, ...] = ("llama", "diffllama", "gpt2", "mamba", "mamba2", "mdlm")
+SCRATCH_ARCHITECTURES: tuple[str, ...] = tuple(ARCHITECTURES)
 
-_REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "llama": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
-    "diffllama": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
-    "gpt2": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
-    "mamba": ("hidden_size", "num_layers", "state_size", "expand"),
-    "mamba2": ("hidden_size", "num_layers", "state_size", "expand", "head_dim"),
-    "mdlm": ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"),
-}
+_REQUIRED_KEYS: dict[str, tuple[str, ...]] = {name: arch.size_keys for name, arch in ARCHITECTURES.items()}
 _OPTIONAL_KEYS: frozenset[str] = frozenset({"num_kv_heads", "conv_kernel", "chunk_size"})
 KNOWN_SIZE_KEYS: frozenset[str] = frozenset(k for keys in _REQUIRED_KEYS.values() for k in keys) | _OPTIONAL_KEYS
 

@@ -51,6 +51,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
         max_chars=spec["max_chars"],
         number_digits=spec["number_digits"],
         seed=args.seed,
+        chars_per_needle=spec["chars_per_needle"],
     )
     write_parquet(frame, args.out, metadata={"stage": "needle_corpus", "spec": spec, "seed": args.seed})
     lengths = frame["text"].str.len()
@@ -85,6 +86,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         items_per_cell=spec["items_per_cell"],
         number_digits=spec["number_digits"],
         seed=args.seed,
+        context_per_needle=spec["context_per_needle"],
+        depth_tolerance=spec["depth_tolerance"],
     )
     rows = probe_model(
         model,

@@ -10,10 +10,13 @@ with character spans recorded for the target needle (the *answer span*), the num
 
 Placement. An episode is first drawn as an :class:`EpisodePlan` (cities, numbers, templates, a shuffled filler
 order and, per needle, a slot fraction in [0, 1]; the target's is its depth), independent of any tokenizer. It is
-then realised with ``m`` filler sentences: needle j goes into slot ``round(fraction_j * m)`` (slot k = before filler
-sentence k, slot m = after the last). Within a shared slot the target goes first when its depth is below 50 % and
-last otherwise, so depth 0 % is always the first and 100 % the last sentence of the context. Probe items take the
-largest ``m`` whose prompt fits the context length in tokens of the model's tokenizer (:func:`fit_to_tokens`);
+then realised with ``m`` filler sentences: distractor j goes into slot ``round(fraction_j * m)`` (slot k = before
+filler sentence k, slot m = after the last), and the target into the gap between sentences whose realised depth
+(character offset of its start over the positions it could start at) is nearest its nominal depth, so depth 0 % is
+always the first and 100 % the last sentence of the context (:func:`realize`). Probe items take the largest ``m``
+whose prompt fits the cell's token budget in the model's tokenizer (:func:`fit_to_tokens`, :func:`context_budget`:
+the context grows with the number of needles so the haystack keeps its size) and are redrawn until the realised
+depth is within a tolerance of the nominal one (:func:`probe_items`);
 corpus episodes the largest ``m`` whose document fits a character budget (no tokenizer needed, so the corpus does not
 depend on the tokenizer).
 
@@ -39,6 +42,7 @@ __all__ = [
     "ITEM_SCHEMA",
     "Episode",
     "EpisodePlan",
+    "context_budget",
     "corpus_documents",
     "draw_plan",
     "fit_to_tokens",
@@ -154,24 +158,35 @@ def draw_plan(
 
 
 def realize(plan: EpisodePlan, n_filler: int) -> Episode:
-    """The episode with the first ``n_filler`` filler sentences of the plan and the needles in their slots."""
+    """The episode with the first ``n_filler`` filler sentences of the plan and the needles in their places.
+
+    Placement. The distractors go into slot ``round(fraction_j * m)`` of the ``m`` filler sentences (slot k = before
+    filler sentence k, ties in fraction order). The target then goes into the gap between these ``K`` sentences whose
+    realised depth is nearest the nominal one: with sentence lengths ``l_k`` (characters) and single spaces, gap g
+    puts the target's first character at ``s_g = Σ_{k<g} (l_k + 1)`` of a context whose other text takes
+    ``M = Σ_k l_k + K`` characters, so the realised depth is ``s_g / M`` (0 at the first gap, 1 at the last); the
+    nearest gap (the earlier on a tie) is taken. Depth 0 % is therefore always the first and 100 % the last
+    sentence, and the realised depth is within half the longest sentence's share of the nominal one.
+    """
     if not 0 <= n_filler <= len(plan.filler):
         raise ValueError(f"n_filler must be in 0..{len(plan.filler)}, got {n_filler}")
-    target_late = plan.depth >= 50
-    # sort key per needle: (slot, within-slot order); the target goes first (depth < 50) or last in its slot
-    keys = []
-    for j, fraction in enumerate(plan.fractions):
-        slot = round(fraction * n_filler)
-        within = (2.0 if target_late else -1.0) if j == 0 else fraction
-        keys.append((slot, within, j))
-    by_slot: dict[int, list[int]] = {}
-    for slot, _, j in sorted(keys):
-        by_slot.setdefault(slot, []).append(j)
-    pieces: list[tuple[str, int | None]] = []  # (sentence, needle index or None for filler)
+    keys = sorted((round(fraction * n_filler), fraction, j) for j, fraction in enumerate(plan.fractions) if j > 0)
+    others: list[tuple[str, int | None]] = []  # (sentence, needle index or None for filler), target left out
+    position = 0
     for k in range(n_filler + 1):
-        pieces += [(plan.needles[j], j) for j in by_slot.get(k, [])]
+        while position < len(keys) and keys[position][0] == k:
+            others.append((plan.needles[keys[position][2]], keys[position][2]))
+            position += 1
         if k < n_filler:
-            pieces.append((plan.filler[k], None))
+            others.append((plan.filler[k], None))
+    movable = sum(len(sentence) for sentence, _ in others) + len(others)  # M: context length without the target
+    starts = [0]
+    for sentence, _ in others:
+        starts.append(starts[-1] + len(sentence) + 1)
+    starts[-1] = movable  # the last gap: the target ends the context
+    wanted = plan.depth / 100.0
+    gap = min(range(len(starts)), key=lambda g: (abs(starts[g] / max(1, movable) - wanted), g))
+    pieces = others[:gap] + [(plan.needles[0], 0)] + others[gap:]
     spans: dict[int, Span] = {}
     text = ""
     for sentence, j in pieces:
@@ -186,7 +201,6 @@ def realize(plan: EpisodePlan, n_filler: int) -> Episode:
     target = spans[0]
     answer = str(plan.numbers[0])
     value_start = question.rindex(answer, target[0], target[1])
-    movable = max(1, context_length - (target[1] - target[0]))
     return Episode(
         question=question,
         answer=answer,
@@ -195,7 +209,7 @@ def realize(plan: EpisodePlan, n_filler: int) -> Episode:
         distractor_spans=tuple(spans[j] for j in range(1, len(plan.needles))),
         question_span=(q_start, len(question)),
         n_filler=n_filler,
-        depth_actual=target[0] / movable,
+        depth_actual=target[0] / max(1, context_length - (target[1] - target[0])),
     )
 
 
@@ -242,6 +256,7 @@ ITEM_SCHEMA = pa.schema(
         pa.field("question_span", pa.list_(pa.int64()), nullable=False),
         pa.field("n_filler", pa.int64(), nullable=False),
         pa.field("n_prompt_tokens", pa.int64(), nullable=False),
+        pa.field("context_budget", pa.int64(), nullable=False),
         pa.field("depth_actual", pa.float64(), nullable=False),
     ]
 )
@@ -249,6 +264,19 @@ ITEM_SCHEMA = pa.schema(
 
 def _shift(span: Span, offset: int) -> list[int]:
     return [span[0] + offset, span[1] + offset]
+
+
+def context_budget(context_length: int, n_needles: int, context_per_needle: int) -> int:
+    """Prompt tokens allowed in a cell: ``context_length + (n_needles - 1) * context_per_needle``.
+
+    Growing the context by about one needle's tokens per extra needle keeps the filler (the haystack) the same
+    size at every needle count, so the target can be placed near its nominal depth at every N.
+    """
+    return int(context_length) + (int(n_needles) - 1) * int(context_per_needle)
+
+
+#: redraws of an item whose realised depth misses the tolerance before the grid is rejected
+MAX_DRAWS = 32
 
 
 def probe_items(
@@ -262,14 +290,27 @@ def probe_items(
     items_per_cell: int,
     number_digits: int,
     seed: int,
+    context_per_needle: int = 0,
+    depth_tolerance: float | None = None,
 ) -> pd.DataFrame:
     """The probe grid: ``items_per_cell`` items per context length x depth x number of needles.
 
-    Spans are shifted into prompt coordinates (the prompt is ``format_question(episode.question)``), so they
-    index the text the tokenizer's offset mapping refers to. Cities come from the probe share only.
+    A cell's prompt budget is :func:`context_budget` (``context_length`` at one needle, ``context_per_needle``
+    more tokens per extra needle). Spans are shifted into prompt coordinates (the prompt is
+    ``format_question(episode.question)``), so they index the text the tokenizer's offset mapping refers to.
+    Cities come from the probe share only.
+
+    Depth tolerance. With ``depth_tolerance`` set, an item whose realised depth ``depth_actual`` differs from
+    ``depth / 100`` by more is redrawn from the next seed (``item_seed(seed, L, depth, N, i, draw)``, draw = 1, 2,
+    ...; draw 0 is the seed without a draw number), up to :data:`MAX_DRAWS` times; so every item of the grid
+    holds its nominal depth within the tolerance.
 
     Returns:
-        One row per item, columns of :data:`ITEM_SCHEMA`; ``n_prompt_tokens <= context_length``.
+        One row per item, columns of :data:`ITEM_SCHEMA`; ``n_prompt_tokens <= context_budget``.
+
+    Raises:
+        ValueError: naming the cell when no draw holds the depth within the tolerance (the context has too
+            little filler for the placement: raise needle.context_lengths or needle.context_per_needle).
     """
     _, probe_cities = split_cities(resources)
 
@@ -280,10 +321,22 @@ def probe_items(
     for length in context_lengths:
         for depth in depths:
             for n in n_needles:
+                budget = context_budget(length, n, context_per_needle)
                 for i in range(items_per_cell):
-                    rng = random.Random(item_seed(seed, length, float(depth), n, i))
-                    plan = draw_plan(rng, resources, filler, probe_cities, n, float(depth), number_digits)
-                    episode = fit_to_tokens(plan, count_tokens, length)
+                    for draw in range(MAX_DRAWS):
+                        parts = (length, float(depth), n, i) if draw == 0 else (length, float(depth), n, i, draw)
+                        rng = random.Random(item_seed(seed, *parts))
+                        plan = draw_plan(rng, resources, filler, probe_cities, n, float(depth), number_digits)
+                        episode = fit_to_tokens(plan, count_tokens, budget)
+                        if depth_tolerance is None or abs(episode.depth_actual - depth / 100.0) <= depth_tolerance:
+                            break
+                    else:
+                        raise ValueError(
+                            f"needle cell context_length={length} (budget {budget} tokens), depth={depth:g} %, "
+                            f"n_needles={n}: no draw of {MAX_DRAWS} places the target within {depth_tolerance} of "
+                            f"its depth (the last at {episode.depth_actual:.3f} with {episode.n_filler} filler "
+                            "sentences); raise needle.context_lengths or needle.context_per_needle"
+                        )
                     prompt = format_question(episode.question)
                     offset = prompt.index(episode.question)
                     rows.append(
@@ -302,6 +355,7 @@ def probe_items(
                             "question_span": _shift(episode.question_span, offset),
                             "n_filler": episode.n_filler,
                             "n_prompt_tokens": count_tokens(prompt),
+                            "context_budget": budget,
                             "depth_actual": episode.depth_actual,
                         }
                     )
@@ -318,12 +372,13 @@ def corpus_documents(
     max_chars: int,
     number_digits: int,
     seed: int,
+    chars_per_needle: int = 0,
 ) -> pd.DataFrame:
     """Pretraining episodes: one document per row, column ``text`` = ``format_example(question, answer)``.
 
-    Each episode draws its number of needles from ``n_needles``, a depth uniformly in [0, 100] % and a
-    character budget uniformly in [min_chars, max_chars]; it gets the most filler sentences whose document fits
-    the budget. Cities come from the corpus share only (disjoint from every probe item's cities).
+    Each episode draws its number of needles ``n`` from ``n_needles``, a depth uniformly in [0, 100] % and a
+    character budget uniformly in [min_chars, max_chars] plus ``(n - 1) * chars_per_needle`` (the probe's context
+    growth per needle, in characters); it gets the most filler sentences whose document fits the budget. Cities come from the corpus share only (disjoint from every probe item's cities).
 
     Raises:
         ValueError: if ``max_chars`` cannot hold the needles and the question.
@@ -334,15 +389,16 @@ def corpus_documents(
     for index in range(size):
         n = rng.choice(list(n_needles))
         plan = draw_plan(rng, resources, filler, corpus_cities, n, rng.uniform(0.0, 100.0), number_digits)
-        budget = rng.randint(min_chars, max_chars)
+        extra = (n - 1) * chars_per_needle
+        budget = rng.randint(min_chars, max_chars) + extra
 
         def document(m: int) -> str:
             episode = realize(plan, m)
             return format_example(episode.question, episode.answer)
 
-        if len(document(0)) > max_chars:
+        if len(document(0)) > max_chars + extra:
             raise ValueError(
-                f"needle.corpus.max_chars={max_chars} is too small for {n} needles and a question "
+                f"needle.corpus.max_chars={max_chars} (+ {extra} for {n} needles) is too small for {n} needles and a question "
                 f"(episode {index} needs {len(document(0))} characters)"
             )
         m = 0

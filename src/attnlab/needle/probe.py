@@ -123,19 +123,11 @@ def item_token_classes(
         ValueError: naming the item if the prompt's tokens are not a prefix of the full sequence's, or the answer
             digits cannot be located in the tokens.
     """
-    from attnlab.attention.tokens import classes_from_spans
+    from attnlab.attention.tokens import answer_producer, classes_from_spans
 
     prompt, answer = item["prompt"], item["answer"]
     text = prompt + TARGET_DELIMITER + answer
-    encoding = tokenizer(text, return_offsets_mapping=True)
-    ids, offsets = list(encoding["input_ids"]), [tuple(o) for o in encoding["offset_mapping"]]
-    n_prompt = len(tokenizer(prompt)["input_ids"])
-    if ids[:n_prompt] != list(tokenizer(prompt)["input_ids"]):
-        raise ValueError(f"needle item {item['id']}: the prompt does not tokenize as a prefix of prompt + answer")
-    digit_start = len(prompt) + len(TARGET_DELIMITER)
-    producer = next((p - 1 for p, (s, e) in enumerate(offsets) if p > 0 and s <= digit_start < e), None)
-    if producer is None or producer < n_prompt - 1:
-        raise ValueError(f"needle item {item['id']}: cannot locate the answer's first digit among the tokens")
+    ids, offsets, n_prompt, producer = answer_producer(tokenizer, prompt, answer, where=f"needle item {item['id']}: ")
     value, target = tuple(item["value_span"]), tuple(item["answer_span"])
     question_spans = [(0, prompt.index(":") + 1), (int(item["question_span"][0]), len(text))]
     spans = {

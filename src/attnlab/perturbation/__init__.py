@@ -1,4 +1,4 @@
-"""Perturbation sensitivity (issue 6): neuron perturbation on factual relations and layer-wise Jacobians.
+"""Perturbation sensitivity (research question 4): neuron perturbation on factual relations and layer-wise Jacobians.
 
 * :mod:`attnlab.perturbation.relations` -- the knowledge bases in ``resources/relations/``: probes
   (prompt / target pairs with the target's character span) and the ``facts`` pretraining corpus.

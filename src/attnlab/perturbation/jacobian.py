@@ -7,8 +7,13 @@ V × (T·d) matrix (block-diagonal over a batch of texts, so texts are processed
 * **gradient sensitivity** ``E_v ‖J v‖ / ‖v‖`` over ``num_vectors`` random directions v (Gaussian,
   normalised to unit norm over the real tokens), averaged over texts;
 * **Lipschitz estimate** ``σ_max(J)`` = the spectral norm by power iteration on JᵀJ
-  (v ← Jᵀ(J v) / ‖Jᵀ(J v)‖, σ = ‖J v‖; Golub & Van Loan 2013, §8.2), reported as max and mean over texts
-  — a local Lipschitz constant of the remaining network at h;
+  (v ← Jᵀ(J v) / ‖Jᵀ(J v)‖, σ = ‖J v‖; Golub & Van Loan 2013, Sec. 8.2), reported as max and mean over texts
+  — a local Lipschitz constant of the remaining network at h. σ = ‖J v‖ with ‖v‖ = 1 is a **lower bound** on
+  σ_max after any number of iterations (it converges from below, at rate (σ₂/σ₁)^{2k}). Measured against the
+  exact norm (SVD of the explicit Jacobian) on the tiny GPT-2 and Mamba-2 of ``tests/test_jacobian_analysis.py``
+  (3 texts × 2 layers each): the largest shortfall is 15 % after 3 iterations, 3.2 % after 10, 0.1 % after 20
+  and 0.03 % after 30; the default of 20 (``power_iterations``) is within 1 % there, and the test suite checks
+  it. Fewer iterations (the CI study uses 3) give a looser lower bound;
 * **effective rank** ``exp(H(p))``, p_i = s_i / Σ_j s_j, s the singular values of the centered
   token-level hidden states H ∈ R^{N×d} of all real tokens of all texts (Roy & Vetterli 2007,
   "The effective rank: a measure of effective dimensionality"), N ≥ d required;

@@ -10,7 +10,7 @@ of the site activation a[n, t, c] (probe n, token t; real tokens only):
 
   with L = mean NLL of the relation's target tokens;
 * ``variance`` — variance across probes of the activation at the last prompt token (the position that
-  predicts the target), the prior tool's criterion: ``score_c = Var_n a[n, last_prompt(n), c]``;
+  predicts the target), a label-free criterion: ``score_c = Var_n a[n, last_prompt(n), c]``;
 * ``mean`` / ``std`` over all real tokens — used by the ``mean`` and ``gaussian`` perturbation modes.
 
 Selection takes the top ``k`` channels by score (ties broken by channel index); the random control draws

@@ -40,9 +40,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from attnlab.models import architectures
+from attnlab.models.architectures import model_types
+
 SITES: tuple[str, ...] = ("residual", "mlp", "delta")
-TRANSFORMER_TYPES = frozenset({"gpt2", "llama", "diffllama"})
-SSM_TYPES = frozenset({"mamba", "mamba2"})
+TRANSFORMER_TYPES = frozenset(model_types(attention=True, causal=True))
+SSM_TYPES = frozenset(model_types(ssm=True))
 
 #: channels-last rewrite of a site activation: [batch, seq, channels] -> same shape
 SiteFn = Callable[[torch.Tensor], torch.Tensor]
@@ -61,12 +64,8 @@ def model_type(model: PreTrainedModel) -> str:
 
 def blocks(model: PreTrainedModel) -> nn.ModuleList:
     """The model's stack of blocks (one per layer), in order."""
-    kind = model_type(model)
-    if kind == "gpt2":
-        return model.transformer.h
-    if kind in SSM_TYPES:
-        return model.backbone.layers
-    return model.model.layers
+    model_type(model)
+    return architectures.blocks(model)
 
 
 def num_layers(model: PreTrainedModel) -> int:
@@ -203,7 +202,7 @@ def site_hook(model: PreTrainedModel, site: str, layer: int, fn: SiteFn) -> Iter
 
         handle = block.register_forward_hook(residual_hook)
     elif site == "mlp":
-        projection = block.mlp.c_proj if kind == "gpt2" else block.mlp.down_proj
+        projection = architectures.mlp_projection(model, layer)
 
         def mlp_hook(module, args):
             counter.calls += 1
@@ -249,7 +248,7 @@ def prepare_for_analysis(model: PreTrainedModel) -> PreTrainedModel:
 
     Mamba-2's chunked scan pads every sequence to a multiple of ``chunk_size`` (256 by default) and
     builds ``chunk_size × chunk_size`` decay matrices per head, so a 30-token probe costs as much as
-    a 256-token one. The chunked scan is exact for any chunk length (Dao & Gu 2024, §6), so the
+    a 256-token one. The chunked scan is exact for any chunk length (Dao & Gu 2024, Sec. 6), so the
     mixers' ``chunk_size`` is lowered to :data:`ANALYSIS_CHUNK_SIZE`; outputs agree to float rounding
     (checked in tests). Other architectures are returned unchanged.
     """

@@ -5,9 +5,23 @@ channels' changes and the random control over seeds (mean and Student-t interval
 interval level from ``confidence``), plus rows with ``layer = -1`` = the mean over the analysed layers
 (per seed first, so the control interval stays an interval over independent draws).
 
+"Above random" is a test for a *new draw*: under H0 the selected channels' log-ratio x is one more draw
+from the distribution of the n random-control log-ratios (mean x̄, standard deviation s), so
+
+    above_random_p = P(t_{n−1} > (x − x̄) / (s·√(1 + 1/n)))         (Student-t prediction interval)
+    above_random   = above_random_p < ABOVE_RANDOM_LEVEL = (1 − confidence) / 2
+
+i.e. x lies above the one-sided upper prediction bound ``random_target_log_ratio_pred_high``
+(:func:`attnlab.stats.prediction_p_value`). On null data this flags a row with probability
+(1 − confidence) / 2 (2.5 % at 95 %); the t interval of the control *mean* would flag ~17 % with 5 seeds.
+
 ``summary`` (the comparison the captions state): per model × site × method × mode, the mean over
 relations of the target log-ratio (layer-mean rows) with a percentile bootstrap interval over relations,
-next to the same for the random control.
+next to the same for the random control, and the one test of the verdict: the mean over relations of the
+paired difference d_r = selected_r − mean random_r with its bootstrap interval and two-sided bootstrap p
+(``diff_*``, :func:`attnlab.stats.paired_mean_difference`, relations resampled). The per-relation count
+``relations_above_random`` uses Holm-adjusted ``above_random_p`` across the relations of the group
+(:func:`attnlab.stats.holm_adjust`).
 """
 
 from __future__ import annotations
@@ -18,10 +32,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from attnlab.stats import bootstrap_ci
+from attnlab.models.architectures import model_types
+from attnlab.stats import bootstrap_ci, format_p_value, holm_adjust, paired_mean_difference, prediction_p_value
 
-SSM_TYPES = ("mamba", "mamba2")
+SSM_TYPES = model_types(ssm=True)
 KEYS = ["model", "model_type", "relation", "site", "layer", "mode"]
+
+
+def above_random_level(confidence: float) -> float:
+    """The one-sided level of the above-random test: (1 − confidence) / 2 (0.025 at 95 %)."""
+    return (1.0 - confidence) / 2.0
 
 
 def t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
@@ -48,35 +68,41 @@ def perturbation_table(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
     rows = _with_layer_means(rows)
     random = rows[rows["method"] == "random"]
     selected = rows[rows["method"] != "random"]
-    out = []
-    controls = {key: grp for key, grp in random.groupby(KEYS, sort=False)}
-    for key, grp in selected.groupby(KEYS + ["method"], sort=False):
-        ctrl_key = tuple(key[:-1])
-        ctrl = controls.get(ctrl_key)
-        if ctrl is None:
-            raise ValueError(f"no random control rows for {dict(zip(KEYS, ctrl_key))}")
-        row = grp.iloc[0]
-        record = {k: row[k] for k in KEYS + ["method"]}
-        record.update(
-            {
-                "n_channels": row["n_channels"],
-                "baseline_target_ppl": row["baseline_target_ppl"],
-                "perturbed_target_ppl": row["perturbed_target_ppl"],
-                "target_abs_change": row["target_abs_change"],
-                "target_pct_change": row["target_pct_change"],
-                "target_log_ratio": row["target_log_ratio"],
-                "sentence_log_ratio": row["sentence_log_ratio"],
-                "random_seeds": len(ctrl),
-            }
-        )
-        for metric in ("target_log_ratio", "target_pct_change", "sentence_log_ratio"):
-            mean, low, high = t_interval(ctrl[metric].to_numpy(), confidence)
-            record[f"random_{metric}_mean"] = mean
-            record[f"random_{metric}_low"] = low
-            record[f"random_{metric}_high"] = high
-        record["above_random"] = bool(record["target_log_ratio"] > record["random_target_log_ratio_high"])
-        out.append(record)
-    table = pd.DataFrame(out)
+    metrics = ("target_log_ratio", "target_pct_change", "sentence_log_ratio")
+    first = selected.groupby(KEYS + ["method"], sort=False).first().reset_index()
+    record_cols = ["n_channels", "baseline_target_ppl", "perturbed_target_ppl", "target_abs_change",
+                   "target_pct_change", "target_log_ratio", "sentence_log_ratio"]
+    table = first[KEYS + ["method"] + record_cols]
+    grouped = random.groupby(KEYS, sort=False)[list(metrics)]
+    stats = pd.concat({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.count()}, axis=1)
+    stats.columns = [f"{what}:{metric}" for what, metric in stats.columns]
+    table = table.merge(stats.reset_index(), on=KEYS, how="left", validate="many_to_one")
+    missing = table[table[f"n:{metrics[0]}"].isna()]
+    if len(missing):
+        raise ValueError(f"no random control rows for {dict(zip(KEYS, missing.iloc[0][KEYS]))}")
+    n = table[f"n:{metrics[0]}"].to_numpy(dtype=float)  # [rows]
+    if np.any(n < 2):
+        raise ValueError("a t interval needs at least two values (random control draws)")
+    table.insert(len(KEYS) + 1 + len(record_cols), "random_seeds", n.astype(int))
+    t_mean = sps.t.ppf(0.5 + confidence / 2, n - 1)
+    for metric in metrics:
+        mean, std = table.pop(f"mean:{metric}").to_numpy(float), table.pop(f"std:{metric}").to_numpy(float)
+        table.pop(f"n:{metric}")
+        half = t_mean * std / np.sqrt(n)
+        table[f"random_{metric}_mean"] = mean
+        table[f"random_{metric}_low"] = mean - half
+        table[f"random_{metric}_high"] = mean + half
+    level = above_random_level(confidence)
+    mean = table["random_target_log_ratio_mean"].to_numpy(float)
+    std = grouped.std(ddof=1)["target_log_ratio"].reindex(pd.MultiIndex.from_frame(table[KEYS])).to_numpy(float)
+    scale = std * np.sqrt(1.0 + 1.0 / n)  # the spread of one new draw around the controls' mean
+    table["random_target_log_ratio_pred_high"] = mean + sps.t.ppf(1.0 - level, n - 1) * scale
+    excess = table["target_log_ratio"].to_numpy(float) - mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = sps.t.sf(excess / scale, n - 1)
+    table["above_random_p"] = np.where(scale > 0, p, np.where(excess > 0, 0.0, 1.0))  # = prediction_p_value
+    table["above_random_level"] = level
+    table["above_random"] = table["above_random_p"] < level
     return table.sort_values(["model", "site", "method", "mode", "relation", "layer"], kind="stable").reset_index(drop=True)
 
 
@@ -94,7 +120,15 @@ def perturbation_summary(table: pd.DataFrame, confidence: float = 0.95, seed: in
             record[f"{name}_log_ratio"] = float(values.mean())
             record[f"{name}_low"], record[f"{name}_high"] = low, high
         record["selected_pct_change"] = float(grp["target_pct_change"].mean())
-        record["relations_above_random"] = int(grp["above_random"].sum())
+        test = paired_mean_difference(
+            (grp["target_log_ratio"] - grp["random_target_log_ratio_mean"]).to_numpy(dtype=float),
+            confidence=confidence, seed=seed,
+        )
+        record.update(diff=test.estimate, diff_low=test.low, diff_high=test.high, diff_p=test.p_value)
+        level = float(grp["above_random_level"].iloc[0])
+        holm = holm_adjust(grp["above_random_p"].to_numpy(dtype=float))
+        record["relations_above_random"] = int(np.sum(holm < level))
+        record["above_random_level"] = level
         out.append(record)
     return pd.DataFrame(out)
 
@@ -104,15 +138,29 @@ def _fmt(value: float, low: float, high: float) -> str:
 
 
 def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = None) -> list[str]:
-    """Plain-text statements of the SSM-vs-Transformer comparison, every number with its interval."""
+    """Plain-text statements of the SSM-vs-Transformer comparison, every number with its interval.
+
+    The verdict of a row ("raises the perplexity more than random channels" / "not resolved") comes from one
+    test: the bootstrap interval over relations of the mean paired difference selected − random excluding 0
+    (equivalently its bootstrap p below 1 − confidence); the per-relation count is Holm-adjusted.
+    """
     lines = []
     for _, r in summary.iterrows():
         family = "SSM" if r["model_type"] in SSM_TYPES else "Transformer"
+        if r["diff_low"] > 0:
+            verdict = "raises the target perplexity more than random channels"
+        elif r["diff_high"] < 0:
+            verdict = "raises the target perplexity less than random channels"
+        else:
+            verdict = "is not distinguished from random channels"
         lines.append(
             f"{r['model']} ({family}), {r['site']} channels by {r['method']}, {r['mode']}: mean target log-ratio "
             f"{_fmt(r['selected_log_ratio'], r['selected_low'], r['selected_high'])} vs random "
-            f"{_fmt(r['random_log_ratio'], r['random_low'], r['random_high'])} "
-            f"({r['relations_above_random']}/{r['n_relations']} relations above the random interval)."
+            f"{_fmt(r['random_log_ratio'], r['random_low'], r['random_high'])}; the selection {verdict} "
+            f"(test: mean over {r['n_relations']} relations of selected − random "
+            f"{_fmt(r['diff'], r['diff_low'], r['diff_high'])}, paired bootstrap over relations, {format_p_value(r['diff_p'])}); "
+            f"{r['relations_above_random']}/{r['n_relations']} relations above the random controls' one-sided "
+            f"{1 - r['above_random_level']:.1%} prediction bound (Student-t, Holm-adjusted over relations)."
         )
     if jacobian is not None and not jacobian.empty:
         for model, grp in jacobian.groupby("model", sort=False):
@@ -120,7 +168,7 @@ def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = 
             lines.append(
                 f"{model} Jacobian: sensitivity E‖Jv‖ per layer "
                 + ", ".join(f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(g.sensitivity_mean, g.sensitivity_low, g.sensitivity_high))
-                + "; spectral norm (mean over texts) "
+                + "; spectral norm (power-iteration lower bound, mean over texts) "
                 + ", ".join(f"{v:.3g}" for v in g.spectral_norm_mean)
                 + "; effective rank "
                 + ", ".join(f"{v:.1f}" for v in g.effective_rank)

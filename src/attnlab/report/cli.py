@@ -14,6 +14,12 @@ the tables folder and writes ``accuracy.png`` and ``robustness.png``.
 
 ``sft`` writes ``sft.parquet/.csv/.md``: each fine-tuned model (``m+sft-r``) against
 its zero-shot base ``m`` on the same items (gain, Newcombe interval, exact McNemar).
+
+    attnlab report robustness-difference --inputs EVAL.parquet [...] --models JSON --parquet P --markdown M
+
+``robustness-difference`` writes the DiffLlama − Llama difference of noise drops per noise type with its paired
+interval and Holm-adjusted test (:mod:`attnlab.report.robustness`); ``--models`` is
+``{model: {"base_model", "architecture", "seed", "recipe"}}`` for the evaluated models.
 """
 
 from __future__ import annotations
@@ -82,6 +88,25 @@ def run_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_robustness_difference(args: argparse.Namespace) -> int:
+    """Handler of ``attnlab report robustness-difference``."""
+    from attnlab.report.robustness import drop_difference_table, write_drop_difference
+
+    sources = [os.fspath(path) for path in args.inputs]
+    try:
+        frames = []
+        for source in sources:
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"{source}: evaluation file not found")
+            frames.append(read_parquet(source))
+        table = drop_difference_table(frames, args.models, confidence=args.confidence, seed=args.seed)
+        write_drop_difference(table, args.parquet, args.markdown,
+                              metadata={"inputs": sources, "models": args.models, "confidence": args.confidence})
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        return _fail("robustness-difference", error)
+    return 0
+
+
 def _confidence(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
@@ -92,7 +117,9 @@ def _confidence(text: str) -> float:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report tables`` and ``report figures`` to the top-level ``attnlab`` parser."""
     report = subparsers.add_parser("report", help="aggregate tables and figures from evaluation results")
-    commands = report.add_subparsers(dest="report_command", required=True, metavar="{tables,figures,sft}")
+    commands = report.add_subparsers(
+        dest="report_command", required=True, metavar="{tables,figures,sft,robustness-difference}"
+    )
 
     tables = commands.add_parser(
         "tables", help="accuracy / robustness / mcnemar tables (.parquet, .csv, .md) from per-sample eval files"
@@ -119,3 +146,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--confidence", type=_confidence, default=0.95, help="two-sided level of every interval")
     sft.add_argument("--metric", choices=list(METRIC_COLUMNS), default="strict", help="metric plotted in the figure")
     sft.set_defaults(func=run_sft)
+
+    from attnlab.cli import json_object_arg
+
+    diff = commands.add_parser(
+        "robustness-difference", help="DiffLlama − Llama difference of noise drops, paired interval and Holm test"
+    )
+    diff.add_argument("--inputs", nargs="+", required=True, metavar="PARQUET", help="per-sample evaluation files")
+    diff.add_argument("--models", required=True, type=json_object_arg,
+                      help='JSON {model: {"base_model", "architecture", "seed", "recipe"}}')
+    diff.add_argument("--parquet", required=True, help="output table (Parquet)")
+    diff.add_argument("--markdown", required=True, help="output table with the verdict sentences (Markdown)")
+    diff.add_argument("--confidence", type=_confidence, default=0.95, help="two-sided level of every interval")
+    diff.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    diff.set_defaults(func=run_robustness_difference)

@@ -429,7 +429,7 @@ def write_tables(
     return written
 
 
-# --- zero-shot vs SFT (issue 3) ------------------------------------------------
+# --- zero-shot vs SFT ------------------------------------------------
 
 SFT_TABLE_SCHEMA = pa.schema(
     [

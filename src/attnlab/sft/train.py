@@ -32,7 +32,8 @@ an adapter folder that :func:`attnlab.models.loader.load_model` applies to its b
 Resumable: every ``checkpoint_every`` steps the model (trainable tensors), optimiser,
 scheduler, torch RNG states, the step (= data position; the order is a pure function of
 the seed) and the curve so far are saved atomically to ``.{out}.ckpt/state.pt`` next to the
-output. A rerun with the same inputs resumes there; the checkpoint is removed once the
+output, and read back with ``torch.load(weights_only=True)`` (:func:`load_checkpoint`: tensors and plain
+values only, so a planted pickle is refused, not run). A rerun with the same inputs resumes there; the checkpoint is removed once the
 final folder is in place (written atomically with :func:`attnlab.io.atomic_dir`).
 """
 
@@ -200,6 +201,30 @@ def _fingerprint(model_location: str, spec: Mapping[str, Any], table: pd.DataFra
     return h.hexdigest()
 
 
+def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A resume checkpoint, read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and
+    dicts only — a file holding any other pickled object is refused, never executed.
+
+    Raises:
+        ValueError: naming the file, when it holds anything else or is not a checkpoint of this module.
+    """
+    import pickle
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(
+            f"{path}: not a resume checkpoint this version can read safely ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); delete the file to start the fine-tuning over"
+        ) from None
+    missing = {"fingerprint", "step", "rows", "tokens_seen", "model", "optimizer", "scheduler", "rng"} - set(
+        state if isinstance(state, dict) else ()
+    )
+    if missing:
+        raise ValueError(f"{path}: not a resume checkpoint (missing {sorted(missing)}); delete it to start over")
+    return state
+
+
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names or not names}
@@ -302,7 +327,7 @@ def finetune(
     rows: list[dict[str, Any]] = []
     tokens_seen, start_step = 0, 0
     if ckpt_file.is_file():
-        state = torch.load(ckpt_file, map_location=target, weights_only=False)
+        state = load_checkpoint(ckpt_file, target)
         if state["fingerprint"] == fingerprint:
             model.load_state_dict(state["model"], strict=False)
             optimizer.load_state_dict(state["optimizer"])

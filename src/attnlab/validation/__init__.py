@@ -1,4 +1,4 @@
-"""Causal validation of head-importance scores (issue 5 §3).
+"""Causal validation of head-importance scores (research question 3).
 
 * :mod:`attnlab.validation.pruning` -- prune the most / least / random important heads (gates α = 0) and
   measure pass@1 and answer-token loss over a grid of pruned fractions, with paired tests.

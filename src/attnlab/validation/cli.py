@@ -9,7 +9,8 @@
 The ``--spec`` JSON of ``pruning``: ``eval`` (the evaluate stage's spec, see
 :func:`attnlab.evaluate.evaluate.normalize_eval_spec`), ``objective`` (the ``attribution.objective`` section),
 ``objective_seed``, ``pass_items``, ``loss_items``, ``fractions``, ``scope`` (global | per_layer),
-``random_seeds``. Of ``sparse``: the same first five keys, then ``budgets``, ``min_ratio``, ``scope``.
+``random_seeds``, ``least_by`` (magnitude | signed). Of ``sparse``: the same first five keys, then ``budgets``,
+``min_ratio``, ``scope``, ``allocations`` (adaptive allocation rules), ``temperature`` (of ``softmax``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ __all__ = ["register"]
 
 _COMMON_KEYS = ("eval", "objective", "objective_seed", "pass_items", "loss_items")
 SPEC_KEYS = {
-    "pruning": (*_COMMON_KEYS, "fractions", "scope", "random_seeds"),
-    "sparse": (*_COMMON_KEYS, "budgets", "min_ratio", "scope"),
+    "pruning": (*_COMMON_KEYS, "fractions", "scope", "random_seeds", "least_by"),
+    "sparse": (*_COMMON_KEYS, "budgets", "min_ratio", "scope", "allocations", "temperature"),
 }
 
 
@@ -103,6 +104,7 @@ def _handle_pruning(args: argparse.Namespace) -> int:
         measurer.model, measurer.tokenizer, data, grid,
         fractions=spec["fractions"], scope=spec["scope"], random_seeds=spec["random_seeds"],
         pass_items=spec["pass_items"], loss_items=spec["loss_items"], measure=measurer.gated, labels=labels,
+        least_by=spec["least_by"],
     )
     write_parquet(table, args.out, metadata={**metadata, "scores_grid": grid.round(8).tolist()}, schema=PRUNING_SCHEMA)
     return 0
@@ -115,6 +117,7 @@ def _handle_sparse(args: argparse.Namespace) -> int:
     spec, grid, data, measurer, labels, metadata = _load(args, "sparse")
     table, ratios = run_sparse(
         data, grid, budgets=spec["budgets"], min_ratio=spec["min_ratio"], scope=spec["scope"],
+        allocations=spec["allocations"], temperature=spec["temperature"],
         pass_items=spec["pass_items"], loss_items=spec["loss_items"], measure=measurer.sparse, labels=labels,
     )
     write_parquet(table, args.out, metadata={**metadata, "keep_ratios": ratios}, schema=sparse_schema())
@@ -124,22 +127,33 @@ def _handle_sparse(args: argparse.Namespace) -> int:
 def _handle_tables(args: argparse.Namespace) -> int:
     from attnlab.io import read_parquet, write_parquet, write_text
     from attnlab.report.tables import markdown_table
-    from attnlab.validation.tables import pruning_table, pruning_verdicts, sparse_table, sparse_verdicts
+    from attnlab.validation.tables import (
+        pruning_table, pruning_tests, pruning_verdicts, sparse_table, sparse_tests, sparse_verdicts,
+    )
 
     out = Path(args.out_dir)
-    for name, paths, build, verdicts, caption in (
-        ("pruning", args.pruning, pruning_table, pruning_verdicts, PRUNING_CAPTION),
-        ("sparse_attention", args.sparse, sparse_table, sparse_verdicts, SPARSE_CAPTION),
+    for name, tests_name, paths, build, build_tests, verdicts, caption in (
+        ("pruning", "pruning_tests", args.pruning, pruning_table, pruning_tests, pruning_verdicts, PRUNING_CAPTION),
+        ("sparse_attention", "sparse_tests", args.sparse, sparse_table, sparse_tests, sparse_verdicts, SPARSE_CAPTION),
     ):
         if not paths:
             continue
-        table = build([read_parquet(p) for p in paths])
-        write_parquet(table, out / f"{name}.parquet", metadata={"stage": f"validation_{name}", "inputs": list(paths)})
+        frames = [read_parquet(p) for p in paths]
+        table, tests = build(frames), build_tests(frames)
+        meta = {"stage": f"validation_{name}", "inputs": list(paths)}
+        write_parquet(table, out / f"{name}.parquet", metadata=meta)
+        write_parquet(tests, out / f"{tests_name}.parquet", metadata={**meta, "stage": f"validation_{tests_name}"})
         write_text(out / f"{name}.csv", table.to_csv(index=False, lineterminator="\n"))
-        sentences = "".join(f"- {s}\n" for s in verdicts(table))
+        sentences = "".join(f"- {s}\n" for s in verdicts(table, tests))
         human = table[[c for c in MARKDOWN_COLUMNS[name] if c in table.columns]].astype(object)
         human = human.where(human.notna(), None)
-        write_text(out / f"{name}.md", f"# {name}\n\n{caption}\n\n{sentences}\n" + markdown_table(human))
+        tests_human = tests.drop(columns=["test"]).astype(object)
+        tests_human = tests_human.where(tests_human.notna(), None)
+        write_text(
+            out / f"{name}.md",
+            f"# {name}\n\n{caption}\n\n{sentences}\n## The verdicts' tests\n\n{TESTS_CAPTION}\n\n"
+            + markdown_table(tests_human) + "\n## Per condition\n\n" + markdown_table(human),
+        )
     return 0
 
 
@@ -161,26 +175,39 @@ def _handle_figures(args: argparse.Namespace) -> int:
 
 #: the columns of the human-readable Markdown copies (the Parquet/CSV files have all of them)
 MARKDOWN_COLUMNS = {
-    "pruning": ["model", "base", "scope", "strategy", "seed", "fraction", "k", "n_items", "pass_at_1", "ci_low",
-                "ci_high", "loss_mean", "loss_ci_low", "loss_ci_high", "vs_most_diff", "vs_most_mcnemar_p",
-                "vs_most_loss_diff", "vs_most_loss_p"],
-    "sparse_attention": ["model", "base", "method", "budget", "realised_keep_fraction", "n_items", "pass_at_1",
-                         "ci_low", "ci_high", "loss_mean", "loss_ci_low", "loss_ci_high", "vs_dense_loss_diff",
-                         "vs_dense_loss_p", "vs_uniform_diff", "vs_uniform_mcnemar_p", "vs_uniform_loss_diff",
-                         "vs_uniform_loss_p"],
+    "pruning": ["model", "base", "scope", "least_by", "strategy", "seed", "fraction", "k", "vs_most_counted",
+                "n_items", "pass_at_1", "ci_low", "ci_high", "loss_mean", "loss_ci_low", "loss_ci_high",
+                "vs_most_diff", "vs_most_mcnemar_p_holm", "vs_most_loss_diff", "vs_most_loss_diff_low",
+                "vs_most_loss_diff_high", "vs_most_loss_p_holm"],
+    "sparse_attention": ["model", "base", "method", "allocation", "budget", "realised_keep_fraction", "n_items",
+                         "pass_at_1", "ci_low", "ci_high", "loss_mean", "loss_ci_low", "loss_ci_high",
+                         "vs_dense_loss_diff", "vs_dense_loss_p", "vs_uniform_diff", "vs_uniform_mcnemar_p_holm",
+                         "vs_uniform_loss_diff", "vs_uniform_loss_diff_low", "vs_uniform_loss_diff_high",
+                         "vs_uniform_loss_p_holm"],
 }
 
 PRUNING_CAPTION = (
-    "Heads pruned (gate α = 0) in order of importance: `most` = highest score first, `least` = lowest first, "
-    "`random` = seeded permutations. pass@1 with Wilson 95 % interval; mean answer-token loss with a bootstrap "
-    "95 % interval. `vs_most_*`: this condition − `most` at the same fraction on the same items (McNemar exact p "
-    "for pass@1, Newcombe paired interval for the difference, Wilcoxon signed-rank p for the loss)."
+    "Heads pruned (gate α = 0) in order of importance: `most` = highest score first, `least` = the least relevant "
+    "first (`least_by`: `magnitude` = smallest |score|, `signed` = lowest signed score), `random` = seeded "
+    "permutations. pass@1 with Wilson 95 % interval; mean answer-token loss with a bootstrap 95 % interval. "
+    "`vs_most_*`: this condition − `most` at the same fraction on the same items (McNemar exact p for pass@1, "
+    "Newcombe paired interval for the difference, bootstrap interval and Wilcoxon signed-rank p for the loss; "
+    "`_holm`: Holm-adjusted over the counted comparisons). `vs_most_counted`: the pruned sets differ and the "
+    "pair was not already compared at a smaller fraction; only counted comparisons enter the verdicts."
 )
 SPARSE_CAPTION = (
     "Top-k sparse attention (each query keeps the sink and its highest-scoring keys). `uniform`: every head keeps "
-    "the budget fraction; `adaptive`: keep ratios ∝ head importance, mean = budget, clipped to [min_ratio, 1]. "
-    "`realised_keep_fraction`: kept / attendable (query, key) pairs. `vs_dense_*` / `vs_uniform_*`: paired "
-    "differences (this − reference) with McNemar / Wilcoxon p."
+    "the budget fraction; `adaptive`: keep ratios ∝ a weight of the head score (`allocation`: `linear_signed` = "
+    "max(s, 0), `magnitude` = |s|, `rank`, `softmax` of the standardised scores), mean = budget, clipped to "
+    "[min_ratio, 1]. `realised_keep_fraction`: kept / attendable (query, key) pairs. `vs_dense_*` / "
+    "`vs_uniform_*`: paired differences (this − reference) with McNemar / Wilcoxon p (`_holm`: Holm-adjusted over "
+    "the adaptive rows) and a bootstrap interval of the loss difference."
+)
+TESTS_CAPTION = (
+    "One pre-declared test per verdict: `estimate` = mean over the listed conditions (fractions or budgets) and "
+    "items of the paired difference (comparator − most, or adaptive − uniform; random: mean over seeds first), "
+    "`low`/`high` its 95 % expanded-percentile bootstrap interval (Hesterberg 2015) with items resampled (the pairing across conditions is "
+    "kept), `p_value` the two-sided bootstrap p (≤ 0.05 exactly when the interval excludes 0)."
 )
 
 

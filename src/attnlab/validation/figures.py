@@ -28,6 +28,13 @@ METHOD_STYLE = {
     "uniform": ("#0072B2", "s", "uniform keep ratio"),
     "adaptive": ("#D55E00", "o", "adaptive (∝ importance)"),
 }
+#: one colour and marker per adaptive allocation rule
+ALLOCATION_STYLE = {
+    "linear_signed": ("#D55E00", "o"),
+    "magnitude": ("#009E73", "D"),
+    "rank": ("#CC79A7", "v"),
+    "softmax": ("#E69F00", "P"),
+}
 
 
 def _line(axes: Axes, x: np.ndarray, y: np.ndarray, low: np.ndarray, high: np.ndarray, *, colour: str,
@@ -96,11 +103,19 @@ def plot_sparse(table: pd.DataFrame, model: str, base: str, out_png: str | os.Pa
             if len(dense):
                 panel.axhline(float(dense[value].iloc[0]), color="black", linewidth=1.0, label="dense")
                 panel.axhspan(float(dense[low].iloc[0]), float(dense[high].iloc[0]), color="black", alpha=0.08)
-            for method, (colour, marker, label) in METHOD_STYLE.items():
-                line = rows[rows["method"] == method].sort_values("budget")
+            lines = [("uniform", "", *METHOD_STYLE["uniform"])]
+            adaptive = rows[rows["method"] == "adaptive"]
+            for index, allocation in enumerate(sorted(set(adaptive.get("allocation", pd.Series(dtype=str))))):
+                colour, marker = ALLOCATION_STYLE.get(allocation, METHOD_STYLE["adaptive"][:2])
+                lines.append(("adaptive", allocation, colour, marker, f"adaptive ({allocation})"))
+            for index, (method, allocation, colour, marker, label) in enumerate(lines):
+                line = rows[rows["method"] == method]
+                if allocation:
+                    line = line[line["allocation"] == allocation]
+                line = line.sort_values("budget")
                 if line.empty:
                     continue
-                offset = (-0.004 if method == "uniform" else 0.004)
+                offset = 0.004 * (index - (len(lines) - 1) / 2)
                 _line(panel, line["budget"].to_numpy(float), *(line[c].to_numpy(float) for c in (value, low, high)),
                       colour=colour, marker=marker, label=label, offset=offset)
             panel.set_xlabel("keep budget (mean fraction of keys kept per query)")

@@ -3,10 +3,13 @@
 Given head scores s[l, u] (``results/attribution/{model}/{base}/{method}.parquet``; higher = more important), a
 pruned fraction f and a strategy, the pruned set P is chosen and the heads in P are removed by the HeadIG gates
 (α = 0, :func:`attnlab.attribution.gates.head_mask_alpha`; Michel et al. 2019, "Are Sixteen Heads Really Better
-than One?", §3 — masking a head's contribution to the output projection). Strategies:
+than One?", Sec. 3 — masking a head's contribution to the output projection). Strategies:
 
 * ``most`` — the k heads with the highest score (ties: lower layer, then lower head first);
-* ``least`` — the k heads with the lowest score (same tie order);
+* ``least`` — the k *least relevant* heads: by default (``least_by = "magnitude"``) the k smallest |score|,
+  i.e. the heads whose removal the attribution predicts changes the objective least in either direction;
+  with ``least_by = "signed"`` the k lowest signed scores (with signed HeadIG these are the most *harmful*
+  heads, so "most vs least" then mixes relevance with sign). Same tie order;
 * ``random`` — k heads of a seeded random permutation (``numpy.random.default_rng(seed).permutation``);
   several seeds.
 
@@ -44,6 +47,8 @@ __all__ = [
 
 STRATEGIES: tuple[str, ...] = ("most", "least", "random")
 SCOPES: tuple[str, ...] = ("global", "per_layer")
+#: how ``least`` ranks heads: smallest |score| (default) or lowest signed score
+LEAST_BY: tuple[str, ...] = ("magnitude", "signed")
 
 #: per-item results: one row per condition (strategy × seed × fraction) × item
 PRUNING_SCHEMA = pa.schema(
@@ -58,6 +63,7 @@ PRUNING_SCHEMA = pa.schema(
         pa.field("k", pa.int64(), nullable=False),  # heads pruned
         pa.field("n_heads", pa.int64(), nullable=False),  # L·U
         pa.field("pruned", pa.string(), nullable=False),  # "layer.head;..." in pruning order
+        pa.field("least_by", pa.string(), nullable=False),  # how `least` ranks: magnitude | signed
         pa.field("id", pa.string(), nullable=False),
         pa.field("correct", pa.bool_(), nullable=True),  # strict pass@1; null if not a pass@1 item
         pa.field("loss", pa.float64(), nullable=True),  # answer-token loss; null if not a loss item
@@ -110,7 +116,12 @@ def _rank(values: np.ndarray, descending: bool) -> np.ndarray:
 
 
 def pruning_order(
-    scores: np.ndarray, strategy: str, *, scope: str = "global", seed: int | None = None
+    scores: np.ndarray,
+    strategy: str,
+    *,
+    scope: str = "global",
+    seed: int | None = None,
+    least_by: str = "magnitude",
 ) -> list[list[tuple[int, int]]]:
     """The order heads are pruned in: one list for ``global``, one per layer for ``per_layer``.
 
@@ -118,9 +129,12 @@ def pruning_order(
         scores: [layers, units] importance scores.
         strategy: ``most``, ``least`` or ``random`` (needs ``seed``).
         scope: ``global`` or ``per_layer``.
+        least_by: ``magnitude`` (``least`` = smallest |score|) or ``signed`` (lowest score).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown pruning strategy {strategy!r}; choose from {STRATEGIES}")
+    if least_by not in LEAST_BY:
+        raise ValueError(f"unknown least_by {least_by!r}; choose from {LEAST_BY}")
     if scope not in SCOPES:
         raise ValueError(f"unknown pruning scope {scope!r}; choose from {SCOPES}")
     if strategy == "random" and seed is None:
@@ -132,6 +146,8 @@ def pruning_order(
     for flat in groups:
         if strategy == "random":
             ranked = flat[rng.permutation(len(flat))]
+        elif strategy == "least" and least_by == "magnitude":
+            ranked = flat[_rank(np.abs(scores.ravel()[flat]), descending=False)]
         else:
             ranked = flat[_rank(scores.ravel()[flat], descending=strategy == "most")]
         orders.append([(int(i // units), int(i % units)) for i in ranked])
@@ -159,13 +175,14 @@ def pruning_conditions(
     scope: str,
     random_seeds: Sequence[int],
     strategies: Sequence[str] = STRATEGIES,
+    least_by: str = "magnitude",
 ) -> list[PruningCondition]:
     """Every (strategy, seed, fraction) condition with its pruned heads, in a fixed order."""
     layers, units = scores.shape
     conditions = []
     for strategy in strategies:
         for seed in (random_seeds if strategy == "random" else [None]):
-            orders = pruning_order(scores, strategy, scope=scope, seed=seed)
+            orders = pruning_order(scores, strategy, scope=scope, seed=seed, least_by=least_by)
             for fraction in fractions:
                 if scope == "global":
                     pruned = orders[0][: n_pruned(layers * units, fraction)]
@@ -197,6 +214,7 @@ def run_pruning(
     loss_items: int,
     measure: "Callable[..., tuple[list[bool], list[float]]]",
     labels: dict[str, str],
+    least_by: str = "magnitude",
 ) -> pd.DataFrame:
     """Measure every pruning condition; one row per condition × item (:data:`PRUNING_SCHEMA`).
 
@@ -207,13 +225,14 @@ def run_pruning(
         measure: ``measure(alpha, pass_data, loss_data) -> (correct [n_pass], loss [n_loss])``, running the model
             with gates ``alpha`` ([L, U] tensor); see :func:`attnlab.validation.measure.Measurer`.
         labels: ``model``, ``base``, ``scores`` (attribution method) copied into every row.
+        least_by: how ``least`` ranks heads (:data:`LEAST_BY`); recorded in every row.
     """
     from attnlab.attribution.gates import gate_layout, head_mask_alpha
 
     layout = gate_layout(model)
     if tuple(scores.shape) != layout.shape:
         raise ValueError(f"scores have shape {scores.shape}, the model's gate grid is {layout.shape}")
-    conditions = pruning_conditions(scores, fractions, scope=scope, random_seeds=random_seeds)
+    conditions = pruning_conditions(scores, fractions, scope=scope, random_seeds=random_seeds, least_by=least_by)
     n_pass, n_loss = min(pass_items, len(data)), min(loss_items, len(data))
     items = data.iloc[: max(n_pass, n_loss)].reset_index(drop=True)
     ids = [str(i) for i in items["id"]]
@@ -236,6 +255,7 @@ def run_pruning(
                     "k": condition.k,
                     "n_heads": int(scores.size),
                     "pruned": format_heads(condition.pruned),
+                    "least_by": least_by,
                     "id": item_id,
                     "correct": bool(correct[position]) if position < n_pass else None,
                     "loss": float(loss[position]) if position < n_loss else None,

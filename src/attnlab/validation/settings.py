@@ -123,9 +123,10 @@ def validation_job_spec(config: Mapping[str, Any], model: str, kind: str) -> dic
         "loss_items": int(section["loss_items"]),
     }
     if kind == "pruning":
-        spec.update({key: section["pruning"][key] for key in ("fractions", "scope", "random_seeds")})
+        spec.update({key: section["pruning"][key] for key in ("fractions", "scope", "random_seeds", "least_by")})
     elif kind == "sparse":
-        spec.update({key: section["sparse"][key] for key in ("budgets", "min_ratio", "scope")})
+        keys = ("budgets", "min_ratio", "scope", "allocations", "temperature")
+        spec.update({key: section["sparse"][key] for key in keys})
     else:
         raise ValueError(f"unknown validation job kind {kind!r}")
     return spec

@@ -26,15 +26,23 @@ same keys (selection depends on q and k only). The unit of a keep ratio is the d
 HeadIG gates): unit i's ratio applies to softmax heads i and i + H/2, so :func:`expand_unit_ratios` repeats the
 H/2 unit ratios twice.
 
-Adaptive allocation at a budget b (mean keep ratio over all units) with importances s ≥ 0 (negative
-importances count as 0) and a floor m (``min_ratio``), :func:`allocate_keep_ratios`::
+Adaptive allocation at a budget b (mean keep ratio over all units). The head scores s (signed HeadIG) are first
+mapped to weights w ≥ 0 by an allocation rule, :func:`allocation_weights`:
 
-    r_h(c) = clip(c · s_h, m, 1),      find c ≥ 0 with mean_h r_h(c) = b     (water-filling)
+* ``linear_signed``: w_h = max(s_h, 0) — a head with s_h ≤ 0 keeps only the floor m, whatever its |s_h|;
+* ``magnitude``:     w_h = |s_h| — relevance regardless of sign;
+* ``rank``:          w_h = rank of s_h among the heads (1 = lowest, ties averaged) — scale-free, no head at 0;
+* ``softmax``:       w_h = exp(z_h / T), z = (s − mean s) / std s, T = ``temperature`` — no head at 0, T → ∞
+  is uniform, T → 0 gives everything to the top head.
+
+Then, with the weights w ≥ 0 and a floor m (``min_ratio``), :func:`allocate_keep_ratios`::
+
+    r_h(c) = clip(c · w_h, m, 1),      find c ≥ 0 with mean_h r_h(c) = b     (water-filling)
 
 mean_h r_h(c) is continuous and non-decreasing in c, from m (c = 0) to its limit
-(|{s > 0}| + m·|{s = 0}|)/n, so c is found by bisection; this is the clip-and-renormalise iteration
+(|{w > 0}| + m·|{w = 0}|)/n, so c is found by bisection; this is the clip-and-renormalise iteration
 (rescale the unclipped heads so the mean is b, clip, repeat) solved exactly. When the limit is below b (many
-heads with zero importance), the heads with s > 0 get 1 and the zero-importance heads share the remainder
+heads with zero weight), the heads with w > 0 get 1 and the zero-weight heads share the remainder
 equally. Uniform allocation gives every unit r = b. Either way mean_h r_h = b: equal total budget.
 """
 
@@ -50,9 +58,13 @@ from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
+from attnlab.models.architectures import by_model_type, head_units
+
 __all__ = [
     "SPARSE_ATTENTION",
+    "ALLOCATIONS",
     "allocate_keep_ratios",
+    "allocation_weights",
     "attention_modules",
     "expand_unit_ratios",
     "register_sparse_attention",
@@ -193,18 +205,14 @@ def attention_modules(model: PreTrainedModel) -> list[nn.Module]:
     return found
 
 
-def _query_heads(model: PreTrainedModel) -> int:
-    return int(model.config.num_attention_heads)
-
-
 def _is_differential(model: PreTrainedModel) -> bool:
-    return model.config.model_type == "diffllama"
+    arch = by_model_type(model.config.model_type)
+    return arch is not None and arch.differential
 
 
 def units_per_layer(model: PreTrainedModel) -> int:
     """Head units of a layer: H query heads, or H/2 differential heads for DiffLlama."""
-    heads = _query_heads(model)
-    return heads // 2 if _is_differential(model) else heads
+    return head_units(model.config)
 
 
 def expand_unit_ratios(model: PreTrainedModel, unit_ratios: np.ndarray) -> np.ndarray:
@@ -320,6 +328,37 @@ def _allocate(importance: np.ndarray, budget: float, floor: float, tol: float) -
     return np.clip(ratios, floor, 1.0)
 
 
+#: the adaptive allocation rules (see the module docstring)
+ALLOCATIONS: tuple[str, ...] = ("linear_signed", "magnitude", "rank", "softmax")
+
+
+def allocation_weights(scores: np.ndarray, allocation: str, *, temperature: float = 1.0) -> np.ndarray:
+    """Non-negative allocation weights w [same shape] from signed head scores s (see the module docstring).
+
+    ``softmax`` standardises over all the given scores (a constant score vector gives equal weights); ``rank``
+    ranks over all of them (scipy's average ranks, 1 = lowest).
+    """
+    from scipy.stats import rankdata
+
+    s = np.asarray(scores, dtype=np.float64)
+    if not np.all(np.isfinite(s)):
+        raise ValueError("head scores have non-finite values")
+    if allocation == "linear_signed":
+        return np.clip(s, 0.0, None)
+    if allocation == "magnitude":
+        return np.abs(s)
+    if allocation == "rank":
+        return rankdata(s.ravel(), method="average").reshape(s.shape)
+    if allocation == "softmax":
+        if not temperature > 0:
+            raise ValueError(f"softmax allocation needs temperature > 0, got {temperature}")
+        std = float(s.std())
+        z = (s - s.mean()) / std if std > 0 else np.zeros_like(s)
+        logits = z / temperature
+        return np.exp(logits - logits.max())
+    raise ValueError(f"unknown allocation {allocation!r}; choose from {ALLOCATIONS}")
+
+
 def uniform_keep_ratios(shape: Sequence[int], budget: float) -> np.ndarray:
     """Every head keeps the same ratio: [layers, units] filled with ``budget``."""
     if not 0 < budget <= 1:
@@ -342,6 +381,7 @@ def sparse_schema():  # pyarrow imported here: the attention function itself doe
             pa.field("base", pa.string(), nullable=False),
             pa.field("scores", pa.string(), nullable=False),
             pa.field("method", pa.string(), nullable=False),  # dense | uniform | adaptive
+            pa.field("allocation", pa.string(), nullable=False),  # adaptive: the allocation rule; else ""
             pa.field("budget", pa.float64(), nullable=False),  # mean keep ratio (1.0 for dense)
             pa.field("realised_keep_fraction", pa.float64(), nullable=False),  # kept / attendable pairs, loss pass
             pa.field("id", pa.string(), nullable=False),
@@ -352,13 +392,23 @@ def sparse_schema():  # pyarrow imported here: the attention function itself doe
 
 
 def sparse_conditions(
-    scores: np.ndarray, budgets: Sequence[float], *, min_ratio: float, scope: str
-) -> list[tuple[str, float, np.ndarray | None]]:
-    """(method, budget, unit keep ratios [L, U] or None) for dense, then uniform and adaptive at each budget."""
-    conditions: list[tuple[str, float, np.ndarray | None]] = [("dense", 1.0, None)]
+    scores: np.ndarray,
+    budgets: Sequence[float],
+    *,
+    min_ratio: float,
+    scope: str,
+    allocations: Sequence[str] = ("linear_signed",),
+    temperature: float = 1.0,
+) -> list[tuple[str, str, float, np.ndarray | None]]:
+    """(method, allocation, budget, unit keep ratios [L, U] or None): dense, then at each budget uniform and one
+    adaptive condition per allocation rule (allocation "" for dense and uniform)."""
+    conditions: list[tuple[str, str, float, np.ndarray | None]] = [("dense", "", 1.0, None)]
+    weights = {a: allocation_weights(scores, a, temperature=temperature) for a in allocations}
     for budget in budgets:
-        conditions.append(("uniform", float(budget), uniform_keep_ratios(scores.shape, budget)))
-        conditions.append(("adaptive", float(budget), allocate_keep_ratios(scores, budget, min_ratio, scope=scope)))
+        conditions.append(("uniform", "", float(budget), uniform_keep_ratios(scores.shape, budget)))
+        for allocation in allocations:
+            ratios = allocate_keep_ratios(weights[allocation], budget, min_ratio, scope=scope)
+            conditions.append(("adaptive", allocation, float(budget), ratios))
     return conditions
 
 
@@ -373,12 +423,14 @@ def run_sparse(
     loss_items: int,
     measure,
     labels: dict[str, str],
+    allocations: Sequence[str] = ("linear_signed",),
+    temperature: float = 1.0,
 ):
     """Measure dense, uniform and adaptive sparse attention; one row per condition × item (:func:`sparse_schema`).
 
     Args:
         data: the data-stage items (first ``max(pass_items, loss_items)`` rows are used).
-        scores: [layers, units] head importances (negative = 0 for the allocation).
+        scores: [layers, units] signed head scores, mapped to weights by each rule of ``allocations``.
         measure: ``measure(ratios, pass_data, loss_data) -> (correct, loss, realised keep fraction)``
             (:meth:`attnlab.validation.measure.Measurer.sparse`).
         labels: ``model``, ``base``, ``scores`` copied into every row.
@@ -393,15 +445,20 @@ def run_sparse(
     ids = [str(i) for i in items["id"]]
     rows = []
     ratios_used: dict[str, list[list[float]]] = {}
-    for method, budget, ratios in sparse_conditions(scores, budgets, min_ratio=min_ratio, scope=scope):
+    conditions = sparse_conditions(
+        scores, budgets, min_ratio=min_ratio, scope=scope, allocations=allocations, temperature=temperature
+    )
+    for method, allocation, budget, ratios in conditions:
         correct, loss, realised = measure(ratios, items.iloc[:n_pass], items.iloc[:n_loss])
         if ratios is not None:
-            ratios_used[f"{method}@{budget:g}"] = np.round(ratios, 6).tolist()
+            name = f"{method}-{allocation}" if allocation else method
+            ratios_used[f"{name}@{budget:g}"] = np.round(ratios, 6).tolist()
         for position, item_id in enumerate(ids):
             rows.append(
                 {
                     **labels,
                     "method": method,
+                    "allocation": allocation,
                     "budget": budget,
                     "realised_keep_fraction": float(realised),
                     "id": item_id,

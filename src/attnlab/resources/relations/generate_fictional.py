@@ -57,7 +57,7 @@ class D(yaml.SafeDumper): pass
 D.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=all(isinstance(x, str) for x in v) and len(v) == 2))
 import sys
 out = open(sys.argv[1], "w")
-out.write("# The fictional knowledge base of the perturbation stage (issue 6). Entity names are invented\n"
+out.write("# The fictional knowledge base of the perturbation stage (research question 4). Entity names are invented\n"
           "# (generated once by a seeded syllable generator; this file is the source of truth).\n"
           "# Each relation: templates end with {object} (the target span); facts are [subject, object].\n")
 yaml.dump(kb, out, Dumper=D, sort_keys=False, allow_unicode=True, width=200)
