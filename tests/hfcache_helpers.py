@@ -175,11 +175,14 @@ def _rewrite_config(folder: Path, drop: tuple[str, ...] = (), **fields) -> None:
     _write_json(path, config)
 
 
-def build_reyllama_standin(folder: Path, model_type: str, *, size: dict | None = None) -> Path:
+def build_reyllama_standin(
+    folder: Path, model_type: str, *, size: dict | None = None, vocab_rows: int | None = None
+) -> Path:
     """A reyllama checkpoint stand-in in ``folder``: README.md at the top, the model in ``checkpoint-64434/``.
 
     ``size`` overrides the tiny dimensions (hidden_size, num_hidden_layers, num_attention_heads,
-    num_key_value_heads, intermediate_size), e.g. to build a full-size random copy on a GPU machine.
+    num_key_value_heads, intermediate_size) and ``vocab_rows`` the embedding rows (e.g. the published 128,256),
+    to build a full-size random copy for time and memory measurements on a GPU machine.
     """
     import torch
     from transformers import AutoModelForCausalLM, DiffLlamaConfig, LlamaConfig
@@ -190,7 +193,7 @@ def build_reyllama_standin(folder: Path, model_type: str, *, size: dict | None =
             "intermediate_size": 128, **(size or {})}  # fmt: skip
     config_class = {"llama": LlamaConfig, "diffllama": DiffLlamaConfig}[model_type]
     config = config_class(
-        vocab_size=rows, max_position_embeddings=131072, tie_word_embeddings=True, bos_token_id=bos,
+        vocab_size=max(rows, vocab_rows or 0), max_position_embeddings=131072, tie_word_embeddings=True, bos_token_id=bos,
         eos_token_id=eos, rope_theta=500000.0, rope_scaling=dict(LLAMA3_ROPE_SCALING), **dims,
     )
     torch.manual_seed(0)
@@ -240,13 +243,24 @@ def build_gpt2_standin(folder: Path) -> Path:
     return folder
 
 
-def place_standins(hub_cache: Path, revision: str = "main", repos: tuple[str, ...] = STANDIN_REPOS) -> dict[str, Path]:
-    """Build the stand-ins of ``repos`` and place them in the hub cache at ``revision``; repo id -> snapshot."""
+def place_standins(
+    hub_cache: Path,
+    revision: str = "main",
+    repos: tuple[str, ...] = STANDIN_REPOS,
+    *,
+    reyllama_size: dict | None = None,
+    reyllama_rows: int | None = None,
+) -> dict[str, Path]:
+    """Build the stand-ins of ``repos`` and place them in the hub cache at ``revision``; repo id -> snapshot.
+
+    ``reyllama_size`` / ``reyllama_rows``: dimensions of the reyllama pair (see :func:`build_reyllama_standin`).
+    """
     import tempfile
 
+    sized = {"size": reyllama_size, "vocab_rows": reyllama_rows}
     builders = {
-        "reyllama/DiffLlama-375M": lambda f: build_reyllama_standin(f, "diffllama"),
-        "reyllama/Llama_375M": lambda f: build_reyllama_standin(f, "llama"),
+        "reyllama/DiffLlama-375M": lambda f: build_reyllama_standin(f, "diffllama", **sized),
+        "reyllama/Llama_375M": lambda f: build_reyllama_standin(f, "llama", **sized),
         "state-spaces/mamba-130m-hf": build_mamba_standin,
         "gpt2": build_gpt2_standin,
     }
