@@ -230,7 +230,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
             errors.append(f"config key '{flag}': the {stage} stage is not available in this release; keep it true")
     for stage_errors in (
         _sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors, _mdlm_errors,
-        _validation_errors,
+        _validation_errors, _robustness_errors,
     ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
@@ -582,6 +582,13 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
             errors.append(f"config key 'perturbation.corpus.relations': {err}")
     return errors
 
+
+
+def _robustness_errors(config: Mapping[str, Any]) -> list[str]:
+    """Checks of the robustness-difference pairs; they live in :mod:`attnlab.report.robustness`."""
+    from attnlab.report.robustness import robustness_errors
+
+    return robustness_errors(config)
 
 
 def _validation_errors(config: Mapping[str, Any]) -> list[str]:

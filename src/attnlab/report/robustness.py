@@ -20,8 +20,9 @@ metric are Holm-adjusted (:func:`attnlab.stats.holm_adjust`), and the verdict se
 "loses less" / "loses more" only when the adjusted p is below ``alpha``.
 
 Pairs: every evaluated model with architecture ``diffllama`` against every one with architecture ``llama`` and
-the same fine-tuning recipe (zero-shot against zero-shot, ``+sft-r`` against ``+sft-r``). Hub checkpoints carry
-no configured architecture and are not paired.
+the same fine-tuning recipe (zero-shot against zero-shot, ``+sft-r`` against ``+sft-r``), or the configured
+``robustness_difference.pairs`` [differential, standard] of model names (hub checkpoints carry no configured
+architecture, so they are compared only when listed), each again with its replicates and SFT variants.
 """
 
 from __future__ import annotations
@@ -80,6 +81,35 @@ def drop_difference(
     return estimate, float(low), float(high), p
 
 
+def _label(spec: Mapping[str, Any]) -> str:
+    return spec["base_model"] + (f"+sft-{spec['recipe']}" if spec.get("recipe") else "")
+
+
+def comparison_arms(
+    models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]] | None = None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """[(arm_a, arm_b)]: each arm ``{"label", "models"}`` holds one model's names over its training seeds.
+
+    ``pairs`` None: by architecture (see the module docstring); else each [a, b] of base model names, with every
+    recipe both have."""
+    if pairs is None:
+        arms = _arms(models)
+        return [
+            (arm, arms[(STANDARD, recipe)])
+            for (arch, recipe), arm in sorted(arms.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+            if arch == DIFFERENTIAL and (STANDARD, recipe) in arms
+        ]
+    by_label: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for name, spec in models.items():
+        arm = by_label.setdefault((spec["base_model"], spec.get("recipe")), {"label": _label(spec), "models": []})
+        arm["models"].append(name)
+    out = []
+    for a, b in pairs:
+        recipes = sorted({r for (m, r) in by_label if m == a} & {r for (m, r) in by_label if m == b}, key=lambda r: r or "")
+        out += [(by_label[(a, r)], by_label[(b, r)]) for r in recipes]
+    return out
+
+
 def _arms(models: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:
     """(architecture, recipe) -> {"label", "models": [names, one per seed]} for the two paired architectures."""
     arms: dict[tuple[str, str | None], dict[str, Any]] = {}
@@ -87,7 +117,7 @@ def _arms(models: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str | None
         if spec.get("architecture") not in (DIFFERENTIAL, STANDARD):
             continue
         key = (str(spec["architecture"]), spec.get("recipe"))
-        label = spec["base_model"] + (f"+sft-{spec['recipe']}" if spec.get("recipe") else "")
+        label = _label(spec)
         arm = arms.setdefault(key, {"label": label, "models": []})
         if arm["label"] != label:
             raise ValueError(f"models {arm['models'][0]!r} and {name!r} share architecture {key[0]!r} and recipe "
@@ -107,6 +137,7 @@ def drop_difference_table(
     eval_frames: Sequence[pd.DataFrame],
     models: Mapping[str, Mapping[str, Any]],
     *,
+    pairs: Sequence[Sequence[str]] | None = None,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -117,17 +148,16 @@ def drop_difference_table(
         eval_frames: per-sample evaluation frames (``model, base, variant, id, correct_strict, correct_flexible``).
         models: ``{model: {"base_model", "architecture", "seed", "recipe"}}`` for every evaluated model
             (``recipe`` None for zero-shot models; a training-seed replicate has its base model's base_model).
+        pairs: [differential, standard] base model names, or None to pair by architecture.
     """
     frames: dict[tuple[str, str, str], pd.DataFrame] = {}
     for frame in eval_frames:
         for (model, base, variant), group in frame.groupby(["model", "base", "variant"], sort=False):
             frames[(str(model), str(base), str(variant))] = group.set_index(group["id"].astype(str))
-    arms = _arms({m: s for m, s in models.items() if any(k[0] == m for k in frames)})
+    evaluated = {m: s for m, s in models.items() if any(k[0] == m for k in frames)}
     rows = []
-    for (arch, recipe), arm_a in sorted(arms.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        if arch != DIFFERENTIAL or (STANDARD, recipe) not in arms:
-            continue
-        arm_b = arms[(STANDARD, recipe)]
+    for arm_a, arm_b in comparison_arms(evaluated, pairs):
+        recipe = evaluated[arm_a["models"][0]].get("recipe")
         bases = sorted({b for (m, b, _) in frames if m in arm_a["models"]})
         for base in bases:
             variants = sorted({v for (m, b, v) in frames if m in arm_a["models"] and b == base and v != CLEAN})
@@ -227,7 +257,20 @@ def robustness_models(config: Mapping[str, Any], models: Sequence[str]) -> dict[
     return out
 
 
-def has_pairs(models: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether the map holds at least one DiffLlama–Llama pair with the same recipe."""
-    arms = _arms(models)
-    return any(arch == DIFFERENTIAL and (STANDARD, recipe) in arms for arch, recipe in arms)
+def has_pairs(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]] | None = None) -> bool:
+    """Whether the map holds at least one pair to compare (see :func:`comparison_arms`)."""
+    return bool(comparison_arms(models, pairs))
+
+
+def robustness_errors(config: Mapping[str, Any]) -> list[str]:
+    """What the schema cannot check: every name of ``robustness_difference.pairs`` is a configured model, the
+    two of a pair differ."""
+    section = config.get("robustness_difference") or {}
+    errors = []
+    for i, pair in enumerate(section.get("pairs") or []):
+        for j, name in enumerate(pair):
+            if name not in config["models"]:
+                errors.append(f"config key 'robustness_difference.pairs.{i}.{j}': {name!r} is not a configured model")
+        if len(pair) == 2 and pair[0] == pair[1]:
+            errors.append(f"config key 'robustness_difference.pairs.{i}': a model is compared with itself")
+    return errors
