@@ -367,7 +367,7 @@ def paired_mean_difference(
     so it is calibrated at the 30–100 items of a validation run), and ``p_value`` is its dual — the smallest α
     whose expanded interval reaches 0 (from :func:`bootstrap_p_value` of the replicates), so "p ≤ α" and "the
     interval excludes 0" agree. Conditions where an item was not measured are NaN and are left out of that
-    item's mean; an item measured nowhere is dropped.
+    item's mean; an item measured nowhere is dropped. With a single item the interval and p are NaN.
 
     References:
         T. C. Hesterberg (2015), "What teachers should know about the bootstrap", Am. Stat. 69:371-386.
@@ -386,6 +386,8 @@ def paired_mean_difference(
         raise ValueError("paired_mean_difference needs at least one item with a measured difference")
     per_item = np.where(measured, d, 0.0).sum(axis=1) / measured.sum(axis=1)  # [n]
     estimate = float(per_item.mean())
+    if n < 2:  # one item carries no information about the spread: no interval, no test
+        return MeanDifferenceTest(estimate, math.nan, math.nan, math.nan, n)
     rng = np.random.default_rng(seed)
     replicates = per_item[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)  # [B]
     alpha = _expanded_alpha(1.0 - confidence, n)

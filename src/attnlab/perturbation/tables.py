@@ -146,7 +146,9 @@ def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = 
     lines = []
     for _, r in summary.iterrows():
         family = "SSM" if r["model_type"] in SSM_TYPES else "Transformer"
-        if r["diff_low"] > 0:
+        if not np.isfinite(r["diff_low"]):
+            verdict = "is not tested (fewer than two relations)"
+        elif r["diff_low"] > 0:
             verdict = "raises the target perplexity more than random channels"
         elif r["diff_high"] < 0:
             verdict = "raises the target perplexity less than random channels"

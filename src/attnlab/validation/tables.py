@@ -429,6 +429,8 @@ def pruning_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.
             direction = _direction(loss, better_if_negative=True)
             verdict = {1: "pruning the most important heads hurts more", -1: "pruning the most important heads hurts less",
                        0: "not resolved (the interval includes 0)"}[direction]
+            if not np.isfinite(loss["low"]):
+                verdict = "not tested (fewer than two loss items)"
             counted = rows[(rows["strategy"] == comparator) & rows["vs_most_counted"]]
             n = len(counted)
             worse = int((counted["vs_most_loss_diff"] < 0).sum())
@@ -458,6 +460,8 @@ def sparse_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.0
         direction = _direction(loss, better_if_negative=True)
         verdict = {1: "adaptive is better (lower answer loss)", -1: "adaptive is worse (higher answer loss)",
                    0: "not resolved (the interval includes 0)"}[direction]
+        if not np.isfinite(loss["low"]):
+            verdict = "not tested (fewer than two loss items)"
         rows = table[(table["model"] == model) & (table["base"] == base) & (table["scores"] == scores)
                      & (table["method"] == "adaptive") & (table["allocation"] == allocation)]
         better = int((rows["vs_uniform_loss_diff"] < 0).sum())
