@@ -14,8 +14,10 @@ evaluated on the same items); the estimate is then the mean over seeds of the me
 is a two-level bootstrap (Davison & Hinkley 1997, §3.8): each replicate draws one item resample shared by both
 models and all seeds (the pairing), and, independently per model, S_m seeds with replacement. With one seed per
 model this is the paired item bootstrap. Interval: expanded percentile at the item level (Hesterberg 2015; see
-:func:`attnlab.stats.paired_mean_difference`), p = its dual; with only a few seeds the seed level is resampled
-from few values and the interval is approximate. The p-values of the noise types of one model pair, dataset and
+:func:`attnlab.stats.paired_mean_difference`). Test: with one seed per model, the exact two-sided sign-flip test
+of the per-item differences drop_D(i) − drop_L(i) (:func:`attnlab.stats.sign_flip_p_value`; calibrated at any
+number of items); with replicates, the two-level bootstrap's p (the dual of its interval; with only a few seeds
+the seed level is resampled from few values, so that p is approximate). The p-values of the noise types of one model pair, dataset and
 metric are Holm-adjusted (:func:`attnlab.stats.holm_adjust`), and the verdict sentence of each row says
 "loses less" / "loses more" only when the adjusted p is below ``alpha``.
 
@@ -36,14 +38,14 @@ import pandas as pd
 from scipy import stats as sps
 
 from attnlab.io import write_parquet, write_text
-from attnlab.stats import _expanded_alpha, bootstrap_p_value, format_p_value, holm_adjust
+from attnlab.stats import _expanded_alpha, bootstrap_p_value, format_p_value, holm_adjust, sign_flip_p_value
 
 __all__ = ["DROP_TEST", "drop_difference", "drop_difference_table", "drop_difference_sentences", "write_drop_difference"]
 
 DIFFERENTIAL, STANDARD = "diffllama", "llama"
 CLEAN = "clean"
 METRICS = {"strict": "correct_strict", "flexible": "correct_flexible"}
-DROP_TEST = "paired bootstrap over items (training seeds as clusters), Holm over noise types"
+DROP_TEST = "sign-flip test over items (two-level bootstrap when training seeds are clusters), Holm over noise types"
 COLUMNS = [
     "base", "variant", "metric", "model_a", "model_b", "recipe", "n_items", "seeds_a", "seeds_b", "drop_a", "drop_b",
     "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm", "test",
@@ -72,10 +74,12 @@ def drop_difference(
     replicates = means_a[rows, seeds_a].mean(axis=1) - means_b[rows, seeds_b].mean(axis=1)  # [B]
     alpha = _expanded_alpha(1.0 - confidence, n)
     low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
-    percentile_p = bootstrap_p_value(replicates)
+    if a.shape[0] == 1 and b.shape[0] == 1:  # one seed each: the exact sign-flip test of the per-item differences
+        return estimate, float(low), float(high), sign_flip_p_value(a[0] - b[0], seed=seed)
+    percentile_p = bootstrap_p_value(replicates)  # seeds as clusters: the two-level bootstrap's own p
     if percentile_p <= 0.0 or n < 2:
         p = percentile_p
-    else:
+    else:  # the dual of the expanded interval: t_{1−α/2, n−1} = −Φ⁻¹(p/2) / √(n/(n−1))
         t_value = -sps.norm.ppf(percentile_p / 2.0) / math.sqrt(n / (n - 1.0))
         p = float(min(1.0, 2.0 * sps.t.sf(t_value, n - 1)))
     return estimate, float(low), float(high), p
@@ -219,8 +223,9 @@ CAPTION = (
     "Is differential attention more robust? diff = drop(model_a) − drop(model_b) with drop = pass@1(noisy) − "
     "pass@1(clean) on the same items (the `robustness` table's drop); diff > 0: model_a (DiffLlama) loses less. "
     "95 % interval: paired bootstrap over items (expanded percentile), training seeds resampled as clusters when a "
-    "model has replicates; p = the interval's dual, Holm-adjusted over the noise types of a pair, dataset and metric "
-    "(`p_holm`). A sentence says 'loses less' or 'loses more' only when p_holm < 0.05."
+    "model has replicates; p: exact sign-flip test of the per-item differences (one seed per model) or the two-level "
+    "bootstrap p (replicates), Holm-adjusted over the noise types of a pair, dataset and metric (`p_holm`). A "
+    "sentence says 'loses less' or 'loses more' only when p_holm < 0.05."
 )
 
 
