@@ -257,3 +257,17 @@ def test_above_random_p_is_the_prediction_p_of_each_row():
     expected = [prediction_p_value(x, c) for x, c in zip(selected, controls)]
     np.testing.assert_allclose(rows["above_random_p"], expected, rtol=1e-12)
     np.testing.assert_array_equal(rows["above_random"], rows["target_log_ratio"] > rows["random_target_log_ratio_pred_high"])
+
+
+def test_sign_flip_p_is_scipys_exact_permutation_test():
+    from scipy import stats as sps
+
+    from attnlab.stats import sign_flip_p_value
+
+    assert sign_flip_p_value(np.array([1.0, 1.0, 1.0])) == pytest.approx(2 / 8)
+    x = np.random.default_rng(2).normal(0.3, 1.0, size=10)
+    expected = sps.permutation_test((x,), np.mean, permutation_type="samples", alternative="two-sided",
+                                    n_resamples=np.inf).pvalue
+    assert sign_flip_p_value(x) == pytest.approx(expected)
+    many = np.random.default_rng(3).normal(0.5, 1.0, size=40)  # Monte Carlo beyond 16 items
+    assert 0 < sign_flip_p_value(many) < 0.05
