@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from attnlab.stats import bootstrap_ci, format_p_value, holm_adjust, paired_mean_difference, prediction_p_value
+from attnlab.stats import bootstrap_ci, format_p_value, holm_adjust, paired_mean_difference
 
 SSM_TYPES = ("mamba", "mamba2")
 KEYS = ["model", "model_type", "relation", "site", "layer", "mode"]
