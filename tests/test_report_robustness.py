@@ -110,3 +110,24 @@ def test_models_map_from_the_config():
     assert models["llama"] == {"base_model": "llama", "architecture": "llama", "seed": int(config["seed"]), "recipe": None}
     assert models["llama-seed2"] == {"base_model": "llama", "architecture": "llama", "seed": 2, "recipe": None}
     assert models["diffllama+sft-noisy"]["recipe"] == "noisy" and models["diffllama+sft-noisy"]["architecture"] == "diffllama"
+
+
+def test_explicit_pairs_compare_hub_checkpoints_and_bad_names_are_rejected():
+    from pathlib import Path
+
+    from attnlab.config import ConfigError, load_yaml, validate_config
+
+    rng = np.random.default_rng(8)
+    ids = [f"q{i}" for i in range(40)]
+    frames = [_eval_frame(m, v, rng.uniform(size=40) < 0.5, ids) for m in ("diff-hub", "llama-hub") for v in ("clean", "inf")]
+    models = {m: {"base_model": m, "architecture": None, "seed": 0, "recipe": None} for m in ("diff-hub", "llama-hub")}
+    assert drop_difference_table(frames, models).empty  # no architecture: nothing is paired automatically
+    table = drop_difference_table(frames, models, pairs=[["diff-hub", "llama-hub"]])
+    assert set(table["model_a"]) == {"diff-hub"} and set(table["model_b"]) == {"llama-hub"} and len(table) == 2
+    assert drop_difference_sentences(table.iloc[0:0]) == [
+        "No DiffLlama–Llama pair was evaluated, so the robustness comparison is not tested."
+    ]
+    config = load_yaml(Path(__file__).resolve().parents[1] / "configs" / "ci.yaml")
+    config["robustness_difference"] = {"pairs": [["diffllama", "llama-typo"]]}
+    with pytest.raises(ConfigError, match=r"robustness_difference\.pairs\.0\.1.*llama-typo"):
+        validate_config(config)

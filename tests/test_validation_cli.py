@@ -103,7 +103,7 @@ def test_pruning_sparse_tables_figures(architecture, tmp_path):
     assert not table.loc[table["fraction"] == 0.0, "vs_most_counted"].any()
     markdown = (tmp_path / "tables" / "pruning.md").read_text()
     assert "most important vs least relevant heads (smallest |score|)" in markdown
-    assert "mean paired difference over the curve, paired bootstrap over items" in markdown
+    assert "mean paired difference over the curve: sign-flip test over items, paired bootstrap interval" in markdown
     tests = read_parquet(tmp_path / "tables" / "pruning_tests.parquet")
     assert set(tests["comparator"]) == {"least", "random"} and (tests["n_fractions"] == 1).all()
     sparse_md = (tmp_path / "tables" / "sparse_attention.md").read_text()

@@ -183,7 +183,7 @@ def test_pruning_table_paired_tests_match_scipy():
     [least_sentence] = [s for s in sentences if "least relevant heads (smallest |score|)" in s]
     assert "pruning the most important heads hurts more" in least_sentence and "(k = 2)" in least_sentence
     assert "higher loss for most in 1/1, 1 with Holm-adjusted Wilcoxon p < 0.05" in least_sentence
-    assert "mean paired difference over the curve, paired bootstrap over items" in least_sentence
+    assert "mean paired difference over the curve: sign-flip test over items, paired bootstrap interval" in least_sentence
     [random_sentence] = [s for s in sentences if "random heads" in s]
     assert "no fraction prunes different heads" in random_sentence
     with pytest.raises(ValueError, match="appears twice"):

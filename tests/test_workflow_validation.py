@@ -30,7 +30,7 @@ def test_outputs_of_the_ci_study(ci_study):
     assert {"vs_most_mcnemar_p", "vs_most_loss_p", "ci_low", "ci_high"} <= set(table.columns)
     markdown = (results / "tables" / "pruning.md").read_text()
     assert "most important vs least relevant heads (smallest |score|)" in markdown
-    assert "mean paired difference over the curve, paired bootstrap over items" in markdown
+    assert "mean paired difference over the curve: sign-flip test over items, paired bootstrap interval" in markdown
     tests = read_parquet(results / "tables" / "pruning_tests.parquet")
     assert set(tests["comparator"]) == {"least", "random"} and set(tests["measure"]) == {"loss", "pass_at_1"}
     assert ((tests["low"] <= tests["estimate"]) & (tests["estimate"] <= tests["high"])).all()

@@ -241,6 +241,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     for stage_errors in (
         _sft_errors, _attention_errors, _needle_errors, _attribution_errors, _perturbation_errors, _mdlm_errors,
         _validation_errors, _cross_field_errors, _attribution_path_errors, _needle_hub_context_errors,
+        _robustness_errors,
     ):
         errors += stage_errors(config)
     for name, spec in config["models"].items():
@@ -759,6 +760,13 @@ def _cross_field_errors(config: Mapping[str, Any]) -> list[str]:
     from attnlab.config_checks import cross_field_errors
 
     return cross_field_errors(config)
+
+
+def _robustness_errors(config: Mapping[str, Any]) -> list[str]:
+    """Checks of the robustness-difference pairs; they live in :mod:`attnlab.report.robustness`."""
+    from attnlab.report.robustness import robustness_errors
+
+    return robustness_errors(config)
 
 
 def _validation_errors(config: Mapping[str, Any]) -> list[str]:

@@ -80,6 +80,7 @@ rule figures:
 from attnlab.report.robustness import has_pairs as _robustness_has_pairs, robustness_models as _robustness_models
 
 ROBUSTNESS_MODELS = _robustness_models(STUDY, MODELS)
+ROBUSTNESS_PAIRS = (STUDY.get("robustness_difference") or {}).get("pairs")
 
 
 localrules:
@@ -102,6 +103,7 @@ rule robustness_difference:
         ),
     params:
         models=shell_quote(ROBUSTNESS_MODELS),
+        pairs=shell_quote(ROBUSTNESS_PAIRS),
     log:
         f"{LOGS}/tables/robustness_difference.log",
     benchmark:
@@ -113,10 +115,10 @@ rule robustness_difference:
     conda:
         ENV
     shell:
-        "attnlab report robustness-difference --inputs {input} --models {params.models} "
+        "attnlab report robustness-difference --inputs {input} --models {params.models} --pairs {params.pairs} "
         "--parquet {output.table} --markdown {output.markdown} > {log} 2>&1"
         + code_marker("attnlab.report.cli:run_robustness_difference")
 
 
-if _robustness_has_pairs(ROBUSTNESS_MODELS) and NOISE_TYPES and "clean" in VARIANTS:
+if _robustness_has_pairs(ROBUSTNESS_MODELS, ROBUSTNESS_PAIRS) and NOISE_TYPES and "clean" in VARIANTS:
     STAGE_TARGETS.append(f"{RESULTS}/tables/robustness_difference.parquet")

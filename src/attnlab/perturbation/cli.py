@@ -109,7 +109,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     jacobian = pd.concat([read_parquet(p) for p in args.jacobian], ignore_index=True) if args.jacobian else None
     write_parquet(table, out / "perturbation.parquet", metadata=meta)
     write_parquet(summary, out / "perturbation_summary.parquet", metadata=meta)
-    sentences = comparison_sentences(summary, jacobian)
+    sentences = comparison_sentences(summary, jacobian, args.confidence)
     level = f"{args.confidence:.0%}"
     md = [
         "# Perturbation sensitivity",

@@ -18,8 +18,8 @@ i.e. x lies above the one-sided upper prediction bound ``random_target_log_ratio
 ``summary`` (the comparison the captions state): per model × site × method × mode, the mean over
 relations of the target log-ratio (layer-mean rows) with a percentile bootstrap interval over relations,
 next to the same for the random control, and the one test of the verdict: the mean over relations of the
-paired difference d_r = selected_r − mean random_r with its bootstrap interval and two-sided bootstrap p
-(``diff_*``, :func:`attnlab.stats.paired_mean_difference`, relations resampled). The per-relation count
+paired difference d_r = selected_r − mean random_r with its bootstrap interval over relations and its two-sided
+sign-flip p (``diff_*``, :func:`attnlab.stats.paired_mean_difference`). The per-relation count
 ``relations_above_random`` uses Holm-adjusted ``above_random_p`` across the relations of the group
 (:func:`attnlab.stats.holm_adjust`).
 """
@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from attnlab.models.architectures import model_types
-from attnlab.stats import bootstrap_ci, format_p_value, holm_adjust, paired_mean_difference, prediction_p_value
+from attnlab.stats import bootstrap_ci, format_p_value, holm_adjust, paired_mean_difference
 
 SSM_TYPES = model_types(ssm=True)
 KEYS = ["model", "model_type", "relation", "site", "layer", "mode"]
@@ -137,19 +137,24 @@ def _fmt(value: float, low: float, high: float) -> str:
     return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = None) -> list[str]:
+def comparison_sentences(
+    summary: pd.DataFrame, jacobian: pd.DataFrame | None = None, confidence: float = 0.95
+) -> list[str]:
     """Plain-text statements of the SSM-vs-Transformer comparison, every number with its interval.
 
-    The verdict of a row ("raises the perplexity more than random channels" / "not resolved") comes from one
-    test: the bootstrap interval over relations of the mean paired difference selected − random excluding 0
-    (equivalently its bootstrap p below 1 − confidence); the per-relation count is Holm-adjusted.
+    The verdict of a row ("raises the perplexity more than random channels" / "is not distinguished") comes from
+    one test: the sign-flip test over relations of the mean paired difference selected − random (p ≤
+    1 − ``confidence``, with the sign of the difference); with two relations the smallest possible p is 0.5, so
+    no verdict is reached. The per-relation count is Holm-adjusted.
     """
     lines = []
     for _, r in summary.iterrows():
         family = "SSM" if r["model_type"] in SSM_TYPES else "Transformer"
-        if r["diff_low"] > 0:
+        if not np.isfinite(r["diff_p"]):
+            verdict = "is not tested (fewer than two relations)"
+        elif r["diff_p"] <= 1.0 - confidence and r["diff"] > 0:
             verdict = "raises the target perplexity more than random channels"
-        elif r["diff_high"] < 0:
+        elif r["diff_p"] <= 1.0 - confidence and r["diff"] < 0:
             verdict = "raises the target perplexity less than random channels"
         else:
             verdict = "is not distinguished from random channels"
@@ -158,7 +163,8 @@ def comparison_sentences(summary: pd.DataFrame, jacobian: pd.DataFrame | None = 
             f"{_fmt(r['selected_log_ratio'], r['selected_low'], r['selected_high'])} vs random "
             f"{_fmt(r['random_log_ratio'], r['random_low'], r['random_high'])}; the selection {verdict} "
             f"(test: mean over {r['n_relations']} relations of selected − random "
-            f"{_fmt(r['diff'], r['diff_low'], r['diff_high'])}, paired bootstrap over relations, {format_p_value(r['diff_p'])}); "
+            f"{_fmt(r['diff'], r['diff_low'], r['diff_high'])} (bootstrap interval), sign-flip test over relations "
+            f"{format_p_value(r['diff_p'])}); "
             f"{r['relations_above_random']}/{r['n_relations']} relations above the random controls' one-sided "
             f"{1 - r['above_random_level']:.1%} prediction bound (Student-t, Holm-adjusted over relations)."
         )

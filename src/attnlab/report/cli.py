@@ -19,7 +19,8 @@ its zero-shot base ``m`` on the same items (gain, Newcombe interval, exact McNem
 
 ``robustness-difference`` writes the DiffLlama − Llama difference of noise drops per noise type with its paired
 interval and Holm-adjusted test (:mod:`attnlab.report.robustness`); ``--models`` is
-``{model: {"base_model", "architecture", "seed", "recipe"}}`` for the evaluated models.
+``{model: {"base_model", "architecture", "seed", "recipe"}}`` for the evaluated models, ``--pairs``
+``[[differential, standard], ...]`` or ``null`` (pair by architecture).
 """
 
 from __future__ import annotations
@@ -99,12 +100,27 @@ def run_robustness_difference(args: argparse.Namespace) -> int:
             if not Path(source).is_file():
                 raise FileNotFoundError(f"{source}: evaluation file not found")
             frames.append(read_parquet(source))
-        table = drop_difference_table(frames, args.models, confidence=args.confidence, seed=args.seed)
+        table = drop_difference_table(frames, args.models, pairs=args.pairs, confidence=args.confidence, seed=args.seed)
         write_drop_difference(table, args.parquet, args.markdown,
                               metadata={"inputs": sources, "models": args.models, "confidence": args.confidence})
     except (ValueError, FileNotFoundError, KeyError) as error:
         return _fail("robustness-difference", error)
     return 0
+
+
+def _pairs(text: str) -> list[list[str]] | None:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--pairs is not valid JSON ({err.msg}): {text!r}") from None
+    if value is None:
+        return None
+    if not (isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p)
+                                            for p in value)):
+        raise argparse.ArgumentTypeError(f"--pairs must be null or a list of [name, name] pairs, got {text!r}")
+    return value
 
 
 def _confidence(text: str) -> float:
@@ -155,6 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diff.add_argument("--inputs", nargs="+", required=True, metavar="PARQUET", help="per-sample evaluation files")
     diff.add_argument("--models", required=True, type=json_object_arg,
                       help='JSON {model: {"base_model", "architecture", "seed", "recipe"}}')
+    diff.add_argument("--pairs", type=_pairs, default=None,
+                      help='JSON [[differential, standard], ...] of base model names, or null = pair by architecture')
     diff.add_argument("--parquet", required=True, help="output table (Parquet)")
     diff.add_argument("--markdown", required=True, help="output table with the verdict sentences (Markdown)")
     diff.add_argument("--confidence", type=_confidence, default=0.95, help="two-sided level of every interval")

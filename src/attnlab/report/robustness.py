@@ -14,14 +14,17 @@ evaluated on the same items); the estimate is then the mean over seeds of the me
 is a two-level bootstrap (Davison & Hinkley 1997, Sec. 3.8): each replicate draws one item resample shared by both
 models and all seeds (the pairing), and, independently per model, S_m seeds with replacement. With one seed per
 model this is the paired item bootstrap. Interval: expanded percentile at the item level (Hesterberg 2015; see
-:func:`attnlab.stats.paired_mean_difference`), p = its dual; with only a few seeds the seed level is resampled
-from few values and the interval is approximate. The p-values of the noise types of one model pair, dataset and
+:func:`attnlab.stats.paired_mean_difference`). Test: with one seed per model, the exact two-sided sign-flip test
+of the per-item differences drop_D(i) − drop_L(i) (:func:`attnlab.stats.sign_flip_p_value`; calibrated at any
+number of items); with replicates, the two-level bootstrap's p (the dual of its interval; with only a few seeds
+the seed level is resampled from few values, so that p is approximate). The p-values of the noise types of one model pair, dataset and
 metric are Holm-adjusted (:func:`attnlab.stats.holm_adjust`), and the verdict sentence of each row says
 "loses less" / "loses more" only when the adjusted p is below ``alpha``.
 
 Pairs: every evaluated model with architecture ``diffllama`` against every one with architecture ``llama`` and
-the same fine-tuning recipe (zero-shot against zero-shot, ``+sft-r`` against ``+sft-r``). Hub checkpoints carry
-no configured architecture and are not paired.
+the same fine-tuning recipe (zero-shot against zero-shot, ``+sft-r`` against ``+sft-r``), or the configured
+``robustness_difference.pairs`` [differential, standard] of model names (hub checkpoints carry no configured
+architecture, so they are compared only when listed), each again with its replicates and SFT variants.
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ import pandas as pd
 from scipy import stats as sps
 
 from attnlab.io import write_parquet, write_text
-from attnlab.stats import _expanded_alpha, bootstrap_p_value, format_p_value, holm_adjust
+from attnlab.stats import _expanded_alpha, bootstrap_p_value, format_p_value, holm_adjust, sign_flip_p_value
 
 __all__ = ["DROP_TEST", "drop_difference", "drop_difference_table", "drop_difference_sentences", "write_drop_difference"]
 
 DIFFERENTIAL, STANDARD = "diffllama", "llama"
 CLEAN = "clean"
 METRICS = {"strict": "correct_strict", "flexible": "correct_flexible"}
-DROP_TEST = "paired bootstrap over items (training seeds as clusters), Holm over noise types"
+DROP_TEST = "sign-flip test over items (two-level bootstrap when training seeds are clusters), Holm over noise types"
 COLUMNS = [
     "base", "variant", "metric", "model_a", "model_b", "recipe", "n_items", "seeds_a", "seeds_b", "drop_a", "drop_b",
     "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_holm", "test",
@@ -71,13 +74,44 @@ def drop_difference(
     replicates = means_a[rows, seeds_a].mean(axis=1) - means_b[rows, seeds_b].mean(axis=1)  # [B]
     alpha = _expanded_alpha(1.0 - confidence, n)
     low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
-    percentile_p = bootstrap_p_value(replicates)
+    if a.shape[0] == 1 and b.shape[0] == 1:  # one seed each: the exact sign-flip test of the per-item differences
+        return estimate, float(low), float(high), sign_flip_p_value(a[0] - b[0], seed=seed)
+    percentile_p = bootstrap_p_value(replicates)  # seeds as clusters: the two-level bootstrap's own p
     if percentile_p <= 0.0 or n < 2:
         p = percentile_p
-    else:
+    else:  # the dual of the expanded interval: t_{1−α/2, n−1} = −Φ⁻¹(p/2) / √(n/(n−1))
         t_value = -sps.norm.ppf(percentile_p / 2.0) / math.sqrt(n / (n - 1.0))
         p = float(min(1.0, 2.0 * sps.t.sf(t_value, n - 1)))
     return estimate, float(low), float(high), p
+
+
+def _label(spec: Mapping[str, Any]) -> str:
+    return spec["base_model"] + (f"+sft-{spec['recipe']}" if spec.get("recipe") else "")
+
+
+def comparison_arms(
+    models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]] | None = None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """[(arm_a, arm_b)]: each arm ``{"label", "models"}`` holds one model's names over its training seeds.
+
+    ``pairs`` None: by architecture (see the module docstring); else each [a, b] of base model names, with every
+    recipe both have."""
+    if pairs is None:
+        arms = _arms(models)
+        return [
+            (arm, arms[(STANDARD, recipe)])
+            for (arch, recipe), arm in sorted(arms.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+            if arch == DIFFERENTIAL and (STANDARD, recipe) in arms
+        ]
+    by_label: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for name, spec in models.items():
+        arm = by_label.setdefault((spec["base_model"], spec.get("recipe")), {"label": _label(spec), "models": []})
+        arm["models"].append(name)
+    out = []
+    for a, b in pairs:
+        recipes = sorted({r for (m, r) in by_label if m == a} & {r for (m, r) in by_label if m == b}, key=lambda r: r or "")
+        out += [(by_label[(a, r)], by_label[(b, r)]) for r in recipes]
+    return out
 
 
 def _arms(models: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:
@@ -87,7 +121,7 @@ def _arms(models: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str | None
         if spec.get("architecture") not in (DIFFERENTIAL, STANDARD):
             continue
         key = (str(spec["architecture"]), spec.get("recipe"))
-        label = spec["base_model"] + (f"+sft-{spec['recipe']}" if spec.get("recipe") else "")
+        label = _label(spec)
         arm = arms.setdefault(key, {"label": label, "models": []})
         if arm["label"] != label:
             raise ValueError(f"models {arm['models'][0]!r} and {name!r} share architecture {key[0]!r} and recipe "
@@ -107,6 +141,7 @@ def drop_difference_table(
     eval_frames: Sequence[pd.DataFrame],
     models: Mapping[str, Mapping[str, Any]],
     *,
+    pairs: Sequence[Sequence[str]] | None = None,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -117,17 +152,16 @@ def drop_difference_table(
         eval_frames: per-sample evaluation frames (``model, base, variant, id, correct_strict, correct_flexible``).
         models: ``{model: {"base_model", "architecture", "seed", "recipe"}}`` for every evaluated model
             (``recipe`` None for zero-shot models; a training-seed replicate has its base model's base_model).
+        pairs: [differential, standard] base model names, or None to pair by architecture.
     """
     frames: dict[tuple[str, str, str], pd.DataFrame] = {}
     for frame in eval_frames:
         for (model, base, variant), group in frame.groupby(["model", "base", "variant"], sort=False):
             frames[(str(model), str(base), str(variant))] = group.set_index(group["id"].astype(str))
-    arms = _arms({m: s for m, s in models.items() if any(k[0] == m for k in frames)})
+    evaluated = {m: s for m, s in models.items() if any(k[0] == m for k in frames)}
     rows = []
-    for (arch, recipe), arm_a in sorted(arms.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        if arch != DIFFERENTIAL or (STANDARD, recipe) not in arms:
-            continue
-        arm_b = arms[(STANDARD, recipe)]
+    for arm_a, arm_b in comparison_arms(evaluated, pairs):
+        recipe = evaluated[arm_a["models"][0]].get("recipe")
         bases = sorted({b for (m, b, _) in frames if m in arm_a["models"]})
         for base in bases:
             variants = sorted({v for (m, b, v) in frames if m in arm_a["models"] and b == base and v != CLEAN})
@@ -189,8 +223,9 @@ CAPTION = (
     "Is differential attention more robust? diff = drop(model_a) − drop(model_b) with drop = pass@1(noisy) − "
     "pass@1(clean) on the same items (the `robustness` table's drop); diff > 0: model_a (DiffLlama) loses less. "
     "95 % interval: paired bootstrap over items (expanded percentile), training seeds resampled as clusters when a "
-    "model has replicates; p = the interval's dual, Holm-adjusted over the noise types of a pair, dataset and metric "
-    "(`p_holm`). A sentence says 'loses less' or 'loses more' only when p_holm < 0.05."
+    "model has replicates; p: exact sign-flip test of the per-item differences (one seed per model) or the two-level "
+    "bootstrap p (replicates), Holm-adjusted over the noise types of a pair, dataset and metric (`p_holm`). A "
+    "sentence says 'loses less' or 'loses more' only when p_holm < 0.05."
 )
 
 
@@ -227,7 +262,20 @@ def robustness_models(config: Mapping[str, Any], models: Sequence[str]) -> dict[
     return out
 
 
-def has_pairs(models: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether the map holds at least one DiffLlama–Llama pair with the same recipe."""
-    arms = _arms(models)
-    return any(arch == DIFFERENTIAL and (STANDARD, recipe) in arms for arch, recipe in arms)
+def has_pairs(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]] | None = None) -> bool:
+    """Whether the map holds at least one pair to compare (see :func:`comparison_arms`)."""
+    return bool(comparison_arms(models, pairs))
+
+
+def robustness_errors(config: Mapping[str, Any]) -> list[str]:
+    """What the schema cannot check: every name of ``robustness_difference.pairs`` is a configured model, the
+    two of a pair differ."""
+    section = config.get("robustness_difference") or {}
+    errors = []
+    for i, pair in enumerate(section.get("pairs") or []):
+        for j, name in enumerate(pair):
+            if name not in config["models"]:
+                errors.append(f"config key 'robustness_difference.pairs.{i}.{j}': {name!r} is not a configured model")
+        if len(pair) == 2 and pair[0] == pair[1]:
+            errors.append(f"config key 'robustness_difference.pairs.{i}': a model is compared with itself")
+    return errors

@@ -206,8 +206,10 @@ SPARSE_CAPTION = (
 TESTS_CAPTION = (
     "One pre-declared test per verdict: `estimate` = mean over the listed conditions (fractions or budgets) and "
     "items of the paired difference (comparator − most, or adaptive − uniform; random: mean over seeds first), "
-    "`low`/`high` its 95 % expanded-percentile bootstrap interval (Hesterberg 2015) with items resampled (the pairing across conditions is "
-    "kept), `p_value` the two-sided bootstrap p (≤ 0.05 exactly when the interval excludes 0)."
+    "`p_value` its two-sided sign-flip test over items (the per-item means' signs flipped; exact, valid at any "
+    "number of items; the verdict is p ≤ 0.05 with the sign of the estimate), `low`/`high` a 95 % "
+    "expanded-percentile bootstrap interval (Hesterberg 2015) with items resampled (the pairing across "
+    "conditions is kept)."
 )
 
 

@@ -21,7 +21,7 @@ __all__ = ["plot_pruning", "plot_sparse"]
 
 STRATEGY_STYLE = {
     "most": ("#D55E00", "o", "prune most important"),
-    "least": ("#0072B2", "s", "prune least important"),
+    "least": ("#0072B2", "s", "prune least relevant"),
     "random": ("#777777", "^", "prune random"),
 }
 METHOD_STYLE = {

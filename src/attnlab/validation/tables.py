@@ -20,9 +20,9 @@
 ``pruning_tests`` — the one pre-declared test of each verdict sentence (:func:`pruning_tests`): per model × base
     × scope × comparator (``least``, ``random``) × measure (``loss``, ``pass_at_1``), over the fractions where the
     pruned sets differ (one per distinct set, their ``k`` listed), the mean over fractions and items of the paired
-    difference this − most (random: mean over seeds first) with an expanded-percentile bootstrap interval over items
-    (rows resampled, so the pairing across fractions is kept) and its two-sided bootstrap p
-    (:func:`attnlab.stats.paired_mean_difference`).
+    difference this − most (random: mean over seeds first), its two-sided sign-flip test over items (exact, valid
+    at any number of items) and an expanded-percentile bootstrap interval over items (rows resampled, so the
+    pairing across fractions is kept) (:func:`attnlab.stats.paired_mean_difference`).
 
 ``sparse_attention`` — one row per model × base × method × allocation × budget: the same measures; ``vs_dense_*``
     compares with dense attention and ``vs_uniform_*`` (adaptive rows) with uniform sparsity at the same budget
@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 #: the name the verdict sentences give their test
-CURVE_TEST = "mean paired difference over the curve, paired bootstrap over items"
+CURVE_TEST = "mean paired difference over the curve: sign-flip test over items, paired bootstrap interval"
 N_RESAMPLES = 2000
 
 CONFIDENCE = 0.95
@@ -271,8 +271,8 @@ def pruning_tests(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
         d[i, f] = y_c(i, f) − y_most(i, f),      θ = mean_{i} mean_{f ∈ F} d[i, f]
 
-    θ < 0 for the loss (θ > 0 for pass@1) means pruning the most important heads hurts more. The interval
-    resamples items (rows of d)."""
+    θ < 0 for the loss (θ > 0 for pass@1) means pruning the most important heads hurts more. The test flips the
+    signs of the per-item means mean_f d[i, f]; the interval resamples items (rows of d)."""
     items = _pruning_items(frames)
     rows = []
     for keys, group in items.groupby(_PRUNING_GROUP, sort=True):
@@ -394,14 +394,11 @@ def _interval(row: pd.Series) -> str:
 
 
 def _direction(row: pd.Series, better_if_negative: bool) -> int:
-    """+1 when the interval says ``this`` is better than the reference, −1 worse, 0 not resolved."""
-    if math.isnan(row["low"]):
+    """+1 when the test says ``this`` is better than the reference, −1 worse, 0 not resolved (p > 1 − CONFIDENCE)."""
+    if math.isnan(row["p_value"]) or row["p_value"] > 1.0 - CONFIDENCE or row["estimate"] == 0:
         return 0
-    if row["high"] < 0:
-        return 1 if better_if_negative else -1
-    if row["low"] > 0:
-        return -1 if better_if_negative else 1
-    return 0
+    better = row["estimate"] < 0 if better_if_negative else row["estimate"] > 0
+    return 1 if better else -1
 
 
 LEAST_WORDS = {"magnitude": "least relevant heads (smallest |score|)", "signed": "lowest-scoring heads (signed score)"}
@@ -410,8 +407,8 @@ LEAST_WORDS = {"magnitude": "least relevant heads (smallest |score|)", "signed":
 def pruning_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """One sentence per model × base × scope × comparator: does pruning the most important heads hurt more?
 
-    The verdict is the :func:`pruning_tests` loss test (its 95 % interval of mean(this − most) over the counted
-    fractions and items excludes 0); pass@1 is given with its own interval; the per-fraction counts are of the
+    The verdict is the :func:`pruning_tests` loss test (the sign-flip p of mean(this − most) over the counted
+    fractions and items ≤ 0.05, with the sign of the estimate); pass@1 is given with its own interval and p; the per-fraction counts are of the
     counted comparisons only, with Holm-adjusted Wilcoxon p (``vs_most_loss_p_holm``).
     """
     sentences = []
@@ -428,7 +425,9 @@ def pruning_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.
                 continue
             direction = _direction(loss, better_if_negative=True)
             verdict = {1: "pruning the most important heads hurts more", -1: "pruning the most important heads hurts less",
-                       0: "not resolved (the interval includes 0)"}[direction]
+                       0: "not resolved (sign-flip p > 0.05)"}[direction]
+            if not np.isfinite(loss["p_value"]):
+                verdict = "not tested (fewer than two loss items)"
             counted = rows[(rows["strategy"] == comparator) & rows["vs_most_counted"]]
             n = len(counted)
             worse = int((counted["vs_most_loss_diff"] < 0).sum())
@@ -437,7 +436,7 @@ def pruning_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.
                 f"{head}: {verdict} — mean answer-loss difference ({comparator} − most) over the "
                 f"{loss['n_fractions']} fractions whose pruned sets differ (k = {loss['ks'].replace(';', ', ')}) "
                 f"{_interval(loss)}, {loss['n_items']} items, {format_p_value(loss['p_value'], N_RESAMPLES)} ({CURVE_TEST}); pass@1 "
-                f"difference {_interval(acc)} ({acc['n_items']} items, same test). Per comparison: higher loss "
+                f"difference {_interval(acc)} ({acc['n_items']} items, same test, {format_p_value(acc['p_value'])}). Per comparison: higher loss "
                 f"for most in {worse}/{n}, {sig} with Holm-adjusted Wilcoxon p < {alpha}."
             )
     return sentences
@@ -457,7 +456,9 @@ def sparse_verdicts(table: pd.DataFrame, tests: pd.DataFrame, alpha: float = 0.0
             continue
         direction = _direction(loss, better_if_negative=True)
         verdict = {1: "adaptive is better (lower answer loss)", -1: "adaptive is worse (higher answer loss)",
-                   0: "not resolved (the interval includes 0)"}[direction]
+                   0: "not resolved (sign-flip p > 0.05)"}[direction]
+        if not np.isfinite(loss["p_value"]):
+            verdict = "not tested (fewer than two loss items)"
         rows = table[(table["model"] == model) & (table["base"] == base) & (table["scores"] == scores)
                      & (table["method"] == "adaptive") & (table["allocation"] == allocation)]
         better = int((rows["vs_uniform_loss_diff"] < 0).sum())
