@@ -157,8 +157,8 @@ def test_replicates_name_models_and_reject_clashes(tmp_path):
         (lambda c: c["models"]["mdlm"]["init"].update({"from": "gpt2"}), "'models.mdlm.init.from': 'gpt2' is not a scratch llama"),
         (lambda c: c["models"]["mdlm"].update(hidden_size=64), "'models.mdlm': hidden_size differ from models.llama"),
         (lambda c: c["models"]["gpt2"].update(init={"from": "llama"}), "'models.gpt2.init': only for scratch mdlm"),
-        (lambda c: c["models"]["mdlm"]["diffusion"].update(answer_length=192, block_length=8, steps=24),
-         "'models.mdlm.diffusion.answer_length': 192 answer positions leave no room"),
+        (lambda c: c["models"]["mdlm"]["diffusion"].update(answer_length=320, block_length=8, steps=40),
+         "'models.mdlm.diffusion.answer_length': 320 answer positions leave no room"),
     ],
 )
 def test_diffusion_init_errors_name_the_key(edit, message: str) -> None:
@@ -173,3 +173,22 @@ def test_diffusion_init_errors_name_the_key(edit, message: str) -> None:
     edit(config)
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_config(config)
+
+
+def test_replicates_are_evaluated_fine_tuned_and_grouped_by_seed() -> None:
+    from attnlab.config import attention_models, attribution_models, load_yaml, seed_groups, study_models, validate_config
+    from workflow_helpers import REPO
+
+    config = validate_config(load_yaml(REPO / "config.yaml"))
+    models = study_models(config)
+    for name in ("llama-seed1", "diffllama-seed2", "llama-seed1+sft-noisy", "diffllama-seed2+sft-noisy"):
+        assert name in models
+    groups = seed_groups(config, models)
+    assert groups["llama"] == [("llama", 1234), ("llama-seed1", 1), ("llama-seed2", 2)]
+    assert groups["diffllama+sft-noisy"] == [("diffllama+sft-noisy", 1234), ("diffllama-seed1+sft-noisy", 1),
+                                             ("diffllama-seed2+sft-noisy", 2)]
+    assert set(groups) == {"llama", "diffllama", "llama+sft-noisy", "diffllama+sft-noisy"}
+    assert "llama-seed1" in attention_models(config) and "llama-seed1+sft-noisy" in attention_models(config)
+    assert not any("seed" in m for m in attribution_models(config))  # attribution stays on one seed
+    config["pretrain"]["replicates"]["evaluate"] = False
+    assert not any("seed" in m for m in study_models(config)) and seed_groups(config, study_models(config)) == {}

@@ -18,7 +18,6 @@ def ci_config() -> dict:
 def test_defaults_and_models_with_replicates(ci_config: dict) -> None:
     config = copy.deepcopy(ci_config)
     config["needle"] = {}
-    config["pretrain"]["max_length"] = 256  # the default 240-token contexts fit the pretraining blocks
     config["pretrain"]["replicates"] = {"models": ["llama", "mdlm"], "seeds": [11, 12]}
     study = validate_config(config)
     assert study["needle"]["depths"] == [0, 25, 50, 75, 100] and study["needle"]["n_needles"] == [1, 2, 4, 6]
@@ -43,9 +42,9 @@ def test_without_a_section_the_stage_is_off(ci_config: dict) -> None:
         (lambda c: c["needle"].update(models=["nope"]), "'needle.models': 'nope' is not a configured model"),
         (lambda c: c["needle"].update(models=["mdlm"]), "needs causal attention"),
         (lambda c: c["needle"].update(context_lengths=[510]), "exceed models.llama.max_position_embeddings"),
-        (lambda c: c["needle"].update(context_per_needle=40), "'needle.context_per_needle': the longest cell (200 tokens"),
+        (lambda c: c["needle"].update(context_per_needle=200), "'needle.context_per_needle': the longest cell (360 tokens"),
         (lambda c: c["needle"].update(depth_tolerance=0), "needle.depth_tolerance"),
-        (lambda c: c["needle"].update(context_lengths=[190], context_per_needle=0), "'needle.context_lengths': the longest cell (190"),
+        (lambda c: c["needle"].update(context_lengths=[330], context_per_needle=0), "'needle.context_lengths': the longest cell (330"),
         (lambda c: c["needle"].update(corpus={"min_chars": 500, "max_chars": 300}), "needle.corpus.min_chars"),
         (lambda c: c["needle"].update(depths=[120]), "needle.depths.0"),
         (lambda c: c["needle"].update(query_scope="every_token"), "needle.query_scope"),

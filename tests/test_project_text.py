@@ -33,15 +33,15 @@ def tracked_text_files() -> list[Path]:
     return files
 
 
-#: a citation's year followed by its section: "2013, §8.2", "Nie et al. 2025 §2.3", "\"Dream 7B\", §2"
-CITED_SECTION = re.compile(r"(?:(?:19|20)\d\d[a-z]?|\"[^\"]+\"|\*[^*]+\*),?\s*§")
+#: a cited work's year: a section sign after one on the same line is a section of that work
+YEAR = re.compile(r"\b(?:1[89]|20)\d\d[a-z]?\b")
 WORDS = re.compile(r"\bissues?\s*#?\s*\d+|\bprior tools?\b|\bdesign note\b", re.IGNORECASE)
 
 
 def _is_history_line(line: str) -> bool:
     if WORDS.search(line):
         return True
-    return line.count("§") > len(CITED_SECTION.findall(line))
+    return any(not YEAR.search(line[:at]) for at in (i for i, ch in enumerate(line) if ch == "§"))
 
 
 def history_mentions(text: str) -> list[tuple[int, str]]:
@@ -63,6 +63,7 @@ def history_mentions(text: str) -> list[tuple[int, str]]:
         ("recipe, Nie et al. 2025 §2.3).", False),
         ("the head scores (issue 5 §3)", True),
         ("validation stage (§3): causal", True),
+        ("R. A. Fisher (1935), The Design of Experiments, §21.", False),
         ("a known issue with padding", False),
         ("research question 3: is the head attribution causal?", False),
     ],

@@ -131,16 +131,41 @@ def test_adding_a_model_runs_only_its_jobs_and_aggregates(ci_study: tuple[Path, 
 def test_replicates_train_with_their_own_seed_and_rerun_nothing_else(ci_study: tuple[Path, Path, dict]) -> None:
     workdir, _, config = ci_study
     extended = copy.deepcopy(config)
-    extended["pretrain"]["replicates"] = {"models": ["llama"], "seeds": [99]}
+    extended["pretrain"]["replicates"] = {"models": ["llama"], "seeds": [99], "evaluate": False}
     configfile = write_config(workdir / "replicates.yaml", extended)
     proc = snakemake(workdir, configfile, "-n", "-p", "results/models/llama-seed99")
     assert planned_jobs(proc) == {("pretrain", "scratch_model=llama-seed99")}
     assert "--seed 99 " in proc.stdout
-    # the needle stage averages over training seeds: it alone takes the replicate in
+    # evaluate: false = the needle stage alone takes the replicate in
     assert planned_jobs(snakemake(workdir, configfile, "-n")) == {
         ("pretrain", "scratch_model=llama-seed99"), ("needle_probe", "model=llama-seed99"),
         ("needle_table", ""), ("needle_figure", ""),
     }
+
+
+def test_evaluated_replicates_are_a_study_dimension(ci_study: tuple[Path, Path, dict]) -> None:
+    """With replicates evaluated (the default), a new training seed of llama is evaluated on every variant,
+    fine-tuned (one SFT per seed), measured by the attention and needle stages and pooled in the seed tables;
+    attribution and validation stay on the base seed, and no other model's job reruns."""
+    workdir, _, config = ci_study
+    extended = copy.deepcopy(config)
+    extended["pretrain"]["replicates"] = {"models": ["llama"], "seeds": [99]}
+    proc = snakemake(workdir, write_config(workdir / "replicates_evaluated.yaml", extended), "-n", "-p")
+    jobs = planned_jobs(proc)
+    variants = ["clean", *config["noise"]["types"]]
+    replicate, tuned = "llama-seed99", "llama-seed99+sft-noisy"
+    expected_models = {
+        ("pretrain", f"scratch_model={replicate}"), ("sft", f"sft_base={replicate}, recipe=noisy"),
+        ("needle_probe", f"model={replicate}"),
+        ("attention_measure", f"model={replicate}, base=synthetic"), ("attention_measure", f"model={tuned}, base=synthetic"),
+        *{("evaluate", f"model={m}, base=synthetic, variant={v}") for m in (replicate, tuned) for v in variants},
+    }
+    assert expected_models <= jobs
+    assert {"seed_tables", "tables", "sft_tables", "needle_table", "attention_tables"} <= {rule for rule, _ in jobs}
+    per_model = {(rule, wc) for rule, wc in jobs if wc}
+    assert per_model == expected_models  # nothing else per model: no attribution/validation of the replicate
+    assert '"llama":[["llama",7],["llama-seed99",99]]' in proc.stdout  # the seed group of the pooled tables
+    assert '"llama+sft-noisy":[["llama+sft-noisy",7],["llama-seed99+sft-noisy",99]]' in proc.stdout
 
 
 def test_invalid_config_fails_before_any_job(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,10 @@ def test_mdlm_is_trained_and_evaluated_with_its_diffusion_settings(ci_study: tup
     assert info["model_class"] == "MDLMForMaskedDiffusion" and info["architecture"] == "mdlm"
     llama = read_training_info(workdir / "results/models/llama")
     assert info["num_parameters"] == llama["num_parameters"]  # matched budget: same size fields, same count
+    # adapted from the trained llama (models.mdlm.init): its steps, the shift operation, the answer window
+    assert info["init_from"] == "results/models/llama" and info["train"]["steps"] == config["models"]["mdlm"]["init"]["steps"]
+    assert info["train"]["answer_window"] == config["models"]["mdlm"]["diffusion"]["answer_length"]
+    assert json.loads((workdir / "results/models/mdlm/config.json").read_text())["shift_logits"] is True
     curve = read_parquet(workdir / "results/training/mdlm/loss.parquet")
     assert curve.loss.notna().all() and (curve.split == "validation").sum() >= 2
     for variant in ["clean", *config["noise"]["types"]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import importlib
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import jsonschema
 import yaml
@@ -343,7 +343,8 @@ def attention_models(config: Mapping[str, Any]) -> list[str]:
         or (spec["source"] == "scratch" and spec["architecture"] in ATTENTION_ARCHITECTURES)
     ]
     selected = set(selected_models(config))
-    return model_variants(config, [m for m in names if m in selected])
+    bases = [m for m in names if m in selected]
+    return model_variants(config, bases + evaluated_replicates(config, bases))
 
 
 def attention_spec(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -951,6 +952,43 @@ def replicate_models(config: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
     }
 
 
+def evaluated_replicates(config: Mapping[str, Any], bases: Iterator[str] | list[str]) -> list[str]:
+    """The training-seed replicates of ``bases`` that the study evaluates like their base models
+    (``pretrain.replicates.evaluate``, default true), base by base, seeds in config order."""
+    replicates = (config.get("pretrain") or {}).get("replicates") or {}
+    if not replicates.get("evaluate", True):
+        return []
+    wanted = list(bases)
+    return [name for base in wanted for name, (b, _) in replicate_models(config).items() if b == base]
+
+
+def study_models(config: Mapping[str, Any]) -> list[str]:
+    """Every model the study evaluates: the selected models, their evaluated training-seed replicates, then the
+    SFT variants of both (one fine-tune per seed)."""
+    selected = selected_models(config)
+    return model_variants(config, selected + evaluated_replicates(config, selected))
+
+
+def seed_groups(config: Mapping[str, Any], models: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+    """``{pooled name: [(model, training seed), ...]}`` for every model of ``models`` that has evaluated replicates:
+    a base (``llama`` -> llama, llama-seed1, ...) and each of its SFT variants (``llama+sft-noisy`` ->
+    llama+sft-noisy, llama-seed1+sft-noisy, ...); only members present in ``models`` are listed."""
+    present = set(models)
+    replicates = replicate_models(config)
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for name in models:
+        parsed = parse_sft_name(name)
+        base, suffix = (parsed[0], SFT_SEPARATOR + parsed[1]) if parsed else (name, "")
+        if base in replicates:
+            continue
+        members = [(name, int(config["seed"]))] + [
+            (rep + suffix, seed) for rep, (b, seed) in replicates.items() if b == base and rep + suffix in present
+        ]
+        if len(members) > 1:
+            groups[name] = members
+    return groups
+
+
 def model_variants(config: Mapping[str, Any], names: Iterator[str] | list[str]) -> list[str]:
     """The given model names followed by their derived variants (SFT variants), in config order.
 
@@ -1010,7 +1048,10 @@ def sft_variants(config: Mapping[str, Any], names: Iterator[str] | list[str]) ->
         return []
     sft = config.get("sft", {})
     chosen = set(sft.get("models", []))
-    return [sft_variant_name(m, r) for m in names if m in chosen for r in sft.get("recipes", {})]
+    replicates = replicate_models(config)  # a replicate is fine-tuned when its base is
+    return [
+        sft_variant_name(m, r) for m in names if replicates.get(m, (m,))[0] in chosen for r in sft.get("recipes", {})
+    ]
 
 
 def sft_recipe(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from attnlab.config import (
     n_test_items,
     replicate_models,
     scratch_models,
+    seed_groups,
+    study_models,
     selected_datasets,
     selected_models,
     selected_variants,
@@ -48,8 +50,10 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 ENV = "../../envs/attnlab.yaml"
 
-# selected models, then their SFT variants (model+sft-recipe) when skip_sft is false
-MODELS = model_variants(STUDY, selected_models(STUDY))
+# selected models and their evaluated training-seed replicates (pretrain.replicates), then their SFT variants
+# (model+sft-recipe, one fine-tune per seed) when skip_sft is false
+MODELS = study_models(STUDY)
+SEED_GROUPS = seed_groups(STUDY, MODELS)
 DATASETS = selected_datasets(STUDY)
 VARIANTS = selected_variants(STUDY)
 NOISE_TYPES = list(STUDY["noise"]["types"])
@@ -153,6 +157,12 @@ def eval_outputs():
         base=DATASETS,
         variant=VARIANTS,
     )
+
+
+def seed_group_eval_outputs():
+    """The evaluation files of every member of every seed group (SEED_GROUPS)."""
+    members = [m for group in SEED_GROUPS.values() for m, _ in group]
+    return expand(f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet", model=members, base=DATASETS, variant=VARIANTS)
 
 
 #: final targets of the analysis stages; each stage's rule file extends it
@@ -326,7 +336,9 @@ def attribution_score_files(methods=None):
 from attnlab.config import sft_data_spec, sft_enabled, sft_recipe  # noqa: E402
 
 SFT_VARIANTS = [m for m in MODELS if parse_sft_name(m) is not None]
-SFT_BASES = list(STUDY["sft"]["models"]) if sft_enabled(STUDY) else []
+# sft.models and their evaluated training-seed replicates (one fine-tune per seed)
+SFT_BASES = list(dict.fromkeys([*(STUDY["sft"]["models"] if sft_enabled(STUDY) else []),
+                                *(parse_sft_name(m)[0] for m in SFT_VARIANTS)]))
 SFT_RECIPES = list(STUDY["sft"]["recipes"]) if sft_enabled(STUDY) else []
 
 

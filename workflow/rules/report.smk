@@ -122,3 +122,50 @@ rule robustness_difference:
 
 if _robustness_has_pairs(ROBUSTNESS_MODELS, ROBUSTNESS_PAIRS) and NOISE_TYPES and "clean" in VARIANTS:
     STAGE_TARGETS.append(f"{RESULTS}/tables/robustness_difference.parquet")
+
+
+# pass@1 and the robustness drop pooled over training seeds (pretrain.replicates with evaluate: true)
+if SEED_GROUPS:
+
+    localrules:
+        seed_tables,
+
+    rule seed_tables:
+        input:
+            seed_group_eval_outputs(),
+        output:
+            accuracy=report(
+                f"{RESULTS}/tables/seeds_accuracy.parquet",
+                caption="../report/seeds_table.rst",
+                category="Noise robustness",
+            ),
+            robustness=f"{RESULTS}/tables/seeds_robustness.parquet",
+            comparison=f"{RESULTS}/tables/seeds_comparison.parquet",
+            accuracy_csv=f"{RESULTS}/tables/seeds_accuracy.csv",
+            robustness_csv=f"{RESULTS}/tables/seeds_robustness.csv",
+            comparison_csv=f"{RESULTS}/tables/seeds_comparison.csv",
+            markdown=report(
+                f"{RESULTS}/tables/seeds.md",
+                caption="../report/seeds_table.rst",
+                category="Noise robustness",
+            ),
+        params:
+            groups=shell_quote(SEED_GROUPS),
+            seed=STUDY["seed"],
+            out_dir=lambda wc, output: os.path.dirname(output.accuracy),
+        log:
+            f"{LOGS}/tables/seeds.log",
+        benchmark:
+            f"{BENCH}/tables/seeds.tsv"
+        threads: 1
+        resources:
+            mem_mb=rule_resource("report", "mem_mb", 2000),
+            runtime=rule_resource("report", "runtime", 10),
+        conda:
+            ENV
+        shell:
+            "attnlab report seeds --inputs {input} --groups {params.groups} --seed {params.seed} "
+            "--out-dir {params.out_dir} > {log} 2>&1"
+            + code_marker("attnlab.report.cli:run_seeds")
+
+    STAGE_TARGETS.extend([f"{RESULTS}/tables/seeds_accuracy.parquet", f"{RESULTS}/tables/seeds.md"])

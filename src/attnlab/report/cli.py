@@ -21,6 +21,11 @@ its zero-shot base ``m`` on the same items (gain, Newcombe interval, exact McNem
 interval and Holm-adjusted test (:mod:`attnlab.report.robustness`); ``--models`` is
 ``{model: {"base_model", "architecture", "seed", "recipe"}}`` for the evaluated models, ``--pairs``
 ``[[differential, standard], ...]`` or ``null`` (pair by architecture).
+
+    attnlab report seeds --inputs EVAL.parquet [...] --groups JSON --out-dir DIR [--seed N] [--n-resamples R]
+
+``seeds`` writes ``seeds_accuracy``, ``seeds_robustness`` and ``seeds_comparison`` (``.parquet``, ``.csv``) and
+``seeds.md``: pass@1 and the drop pooled over training seeds (:mod:`attnlab.report.seeds`).
 """
 
 from __future__ import annotations
@@ -123,6 +128,28 @@ def _pairs(text: str) -> list[list[str]] | None:
     return value
 
 
+def run_seeds(args: argparse.Namespace) -> int:
+    """Handler of ``attnlab report seeds``: tables pooled over training seeds."""
+    from attnlab.report.seeds import seed_tables, write_seed_tables
+
+    sources = [os.fspath(path) for path in args.inputs]
+    try:
+        frames = []
+        for source in sources:
+            if not Path(source).is_file():
+                raise FileNotFoundError(f"{source}: evaluation file not found")
+            frames.append(read_parquet(source))
+        groups = {name: [(str(m), int(s)) for m, s in members] for name, members in args.groups.items()}
+        tables = seed_tables(frames, groups, sources=sources, n_resamples=args.n_resamples,
+                             confidence=args.confidence, seed=args.seed)
+        write_seed_tables(tables, args.out_dir, metadata={"inputs": sources, "groups": args.groups,
+                                                          "confidence": args.confidence, "seed": args.seed,
+                                                          "n_resamples": args.n_resamples})
+    except (ValueError, FileNotFoundError) as error:
+        return _fail("seeds", error)
+    return 0
+
+
 def _confidence(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
@@ -134,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report tables`` and ``report figures`` to the top-level ``attnlab`` parser."""
     report = subparsers.add_parser("report", help="aggregate tables and figures from evaluation results")
     commands = report.add_subparsers(
-        dest="report_command", required=True, metavar="{tables,figures,sft,robustness-difference}"
+        dest="report_command", required=True, metavar="{tables,figures,sft,robustness-difference,seeds}"
     )
 
     tables = commands.add_parser(
@@ -178,3 +205,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diff.add_argument("--confidence", type=_confidence, default=0.95, help="two-sided level of every interval")
     diff.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     diff.set_defaults(func=run_robustness_difference)
+
+    seeds = commands.add_parser("seeds", help="pass@1 and robustness pooled over training seeds (seeds_*.parquet, seeds.md)")
+    seeds.add_argument("--inputs", nargs="+", required=True, metavar="PARQUET", help="per-sample evaluation files")
+    seeds.add_argument("--groups", required=True, type=json_object_arg, help='JSON {"llama": [["llama", 1234], ["llama-seed1", 1]], ...}')
+    seeds.add_argument("--out-dir", required=True, help="folder for seeds_*.parquet/.csv and seeds.md")
+    seeds.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    seeds.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples")
+    seeds.add_argument("--confidence", type=_confidence, default=0.95, help="two-sided level of every interval")
+    seeds.set_defaults(func=run_seeds)
