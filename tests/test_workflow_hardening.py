@@ -77,7 +77,7 @@ def test_a_library_edit_reruns_the_stage_that_runs_it_and_a_comment_edit_nothing
     workdir, configfile, config = ci_study
     src = copy_library(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(src))
-    monkeypatch.setenv("ATTNLAB_RESOURCES", str(Path(__file__).resolve().parents[1] / "resources"))
+    monkeypatch.delenv("ATTNLAB_RESOURCES", raising=False)  # the copy carries its own resources (package data)
     module = src / "attnlab" / "evaluate" / "cli.py"
     text = module.read_text(encoding="utf-8")
     module.write_text(text.replace("def evaluate_file(", "# evaluation of one data file\ndef evaluate_file(", 1))
