@@ -131,3 +131,14 @@ def test_explicit_pairs_compare_hub_checkpoints_and_bad_names_are_rejected():
     config["robustness_difference"] = {"pairs": [["diffllama", "llama-typo"]]}
     with pytest.raises(ConfigError, match=r"robustness_difference\.pairs\.0\.1.*llama-typo"):
         validate_config(config)
+
+
+def test_two_standard_models_each_get_a_row():
+    rng = np.random.default_rng(9)
+    ids = [f"q{i}" for i in range(30)]
+    names = ("diffllama", "llama", "llama-wide")
+    frames = [_eval_frame(m, v, rng.uniform(size=30) < 0.5, ids) for m in names for v in ("clean", "inf")]
+    models = {m: {"base_model": m, "architecture": "diffllama" if m == "diffllama" else "llama", "seed": 0,
+                  "recipe": None} for m in names}
+    table = drop_difference_table(frames, models)
+    assert sorted(set(table["model_b"])) == ["llama", "llama-wide"] and (table["model_a"] == "diffllama").all()

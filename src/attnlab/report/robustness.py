@@ -98,10 +98,11 @@ def comparison_arms(
     recipe both have."""
     if pairs is None:
         arms = _arms(models)
-        return [
-            (arm, arms[(STANDARD, recipe)])
-            for (arch, recipe), arm in sorted(arms.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
-            if arch == DIFFERENTIAL and (STANDARD, recipe) in arms
+        order = sorted(arms, key=lambda key: (key[0], key[1], key[2] or ""))
+        return [  # every differential model against every standard one, zero-shot with zero-shot, +sft-r with +sft-r
+            (arms[a], arms[b])
+            for a in order if a[0] == DIFFERENTIAL
+            for b in order if b[0] == STANDARD and b[2] == a[2]
         ]
     by_label: dict[tuple[str, str | None], dict[str, Any]] = {}
     for name, spec in models.items():
@@ -114,19 +115,15 @@ def comparison_arms(
     return out
 
 
-def _arms(models: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:
-    """(architecture, recipe) -> {"label", "models": [names, one per seed]} for the two paired architectures."""
-    arms: dict[tuple[str, str | None], dict[str, Any]] = {}
+def _arms(models: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
+    """(architecture, base model, recipe) -> {"label", "models": [names, one per training seed]} for the two
+    paired architectures."""
+    arms: dict[tuple[str, str, str | None], dict[str, Any]] = {}
     for name, spec in models.items():
         if spec.get("architecture") not in (DIFFERENTIAL, STANDARD):
             continue
-        key = (str(spec["architecture"]), spec.get("recipe"))
-        label = _label(spec)
-        arm = arms.setdefault(key, {"label": label, "models": []})
-        if arm["label"] != label:
-            raise ValueError(f"models {arm['models'][0]!r} and {name!r} share architecture {key[0]!r} and recipe "
-                             f"{key[1]!r} but not a base model; the pairing would be ambiguous")
-        arm["models"].append(name)
+        key = (str(spec["architecture"]), str(spec["base_model"]), spec.get("recipe"))
+        arms.setdefault(key, {"label": _label(spec), "models": []})["models"].append(name)
     return arms
 
 
