@@ -157,8 +157,8 @@ def test_replicates_name_models_and_reject_clashes(tmp_path):
         (lambda c: c["models"]["mdlm"]["init"].update({"from": "gpt2"}), "'models.mdlm.init.from': 'gpt2' is not a scratch llama"),
         (lambda c: c["models"]["mdlm"].update(hidden_size=64), "'models.mdlm': hidden_size differ from models.llama"),
         (lambda c: c["models"]["gpt2"].update(init={"from": "llama"}), "'models.gpt2.init': only for scratch mdlm"),
-        (lambda c: c["models"]["mdlm"]["diffusion"].update(answer_length=320, block_length=8, steps=40),
-         "'models.mdlm.diffusion.answer_length': 320 answer positions leave no room"),
+        (lambda c: c["models"]["mdlm"]["diffusion"].update(answer_length=448, block_length=8, steps=56),
+         "'models.mdlm.diffusion.answer_length': 448 answer positions leave no room"),
     ],
 )
 def test_diffusion_init_errors_name_the_key(edit, message: str) -> None:
