@@ -107,7 +107,7 @@ def test_doctor_finds_the_subfolder_checkpoint_in_the_cache(tmp_path, capsys, st
     shutil.copytree(hub, root / "hub", symlinks=True)
     config = _paper(**{"prefetch.hf_cache_dir": str(root)})
     config["models"] = {k: config["models"][k] for k in ("llama-375m", "gpt2")}
-    for key in ("attention", "needle", "attribution", "validation", "perturbation", "sft"):
+    for key in ("attention", "needle", "attribution", "validation", "perturbation", "sft", "robustness_difference"):
         config.pop(key, None)
     path = tmp_path / "paper.yaml"
     path.write_text(json.dumps(config))
