@@ -2,8 +2,8 @@
 
 Code, config, docs, resources and report captions describe what a thing is and the criterion it implements. A
 reference such as "issue 4" or "§3" means nothing to a reader of the repository, so it is kept out of every
-tracked text file. A section sign is allowed only in a citation of a paper or book, after its year
-("Davison & Hinkley 1997, §3.8").
+tracked text file; sections of papers and books are cited as "Sec. N" ("Davison & Hinkley 1997, Sec. 3.8"), so
+a section sign never appears.
 """
 
 from __future__ import annotations
@@ -33,20 +33,13 @@ def tracked_text_files() -> list[Path]:
     return files
 
 
-#: a cited work's year: a section sign after one on the same line is a section of that work
-YEAR = re.compile(r"\b(?:1[89]|20)\d\d[a-z]?\b")
-WORDS = re.compile(r"\bissues?\s*#?\s*\d+|\bprior tools?\b|\bdesign note\b", re.IGNORECASE)
-
-
-def _is_history_line(line: str) -> bool:
-    if WORDS.search(line):
-        return True
-    return any(not YEAR.search(line[:at]) for at in (i for i, ch in enumerate(line) if ch == "§"))
+#: phrases that point at project history instead of describing the thing itself; a section sign is one
+HISTORY_WORDS = re.compile(r"\bissues?\s*#?\s*\d+|§|\bprior tools?\b|\bdesign note\b", re.IGNORECASE)
 
 
 def history_mentions(text: str) -> list[tuple[int, str]]:
-    """(line number, line) of each line of ``text`` with a history word (a section sign outside a citation)."""
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if _is_history_line(line)]
+    """(line number, line) of each line of ``text`` with a history word."""
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if HISTORY_WORDS.search(line)]
 
 
 @pytest.mark.parametrize(
@@ -58,12 +51,11 @@ def history_mentions(text: str) -> list[tuple[int, str]]:
         ("what the prior tools did", True),
         ("design note \"fair comparisons\"", True),
         ("Golub & Van Loan 2013, Sec. 8.2", False),
-        ("Golub & Van Loan 2013, §8.2", False),
-        ("(Ye et al. 2025, \"Dream 7B\", §2): forward", False),
-        ("recipe, Nie et al. 2025 §2.3).", False),
+        ("Golub & Van Loan 2013, §8.2", True),
+        ("(Ye et al. 2025, \"Dream 7B\", Sec. 2): forward", False),
         ("the head scores (issue 5 §3)", True),
         ("validation stage (§3): causal", True),
-        ("R. A. Fisher (1935), The Design of Experiments, §21.", False),
+        ("R. A. Fisher (1935), The Design of Experiments, Sec. 21.", False),
         ("a known issue with padding", False),
         ("research question 3: is the head attribution causal?", False),
     ],

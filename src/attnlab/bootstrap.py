@@ -6,7 +6,7 @@ same ``I`` items, the values form a matrix ``x[s, i]`` (e.g. 0/1 correctness, or
 the pooled estimate is the grand mean ``x̄ = (1/S) Σ_s (1/I) Σ_i x[s, i]``.
 
 * :func:`hierarchical_bootstrap` -- one model, two levels nested: resample the seeds with replacement, then the
-  items within each drawn seed (Davison & Hinkley 1997, *Bootstrap Methods and their Application*, §3.8: the
+  items within each drawn seed (Davison & Hinkley 1997, *Bootstrap Methods and their Application*, Sec. 3.8: the
   two-stage bootstrap for a two-level design). The groups may hold different items.
 * :func:`paired_seed_item_bootstrap` -- the difference ``x̄_a - x̄_b`` of two models scored on the *identical*
   items: each replicate draws one resample of the items, shared by both models and all their seeds (the pairing),
@@ -16,7 +16,7 @@ the pooled estimate is the grand mean ``x̄ = (1/S) Σ_s (1/I) Σ_i x[s, i]``.
   restricted to resampling both factors; it carries the between-seed variance of each model and the item variance
   of the paired difference.
 
-Percentile intervals (Efron & Tibshirani 1993, §13.3): :func:`percentile_interval`.
+Percentile intervals (Efron & Tibshirani 1993, Sec. 13.3): :func:`percentile_interval`.
 """
 
 from __future__ import annotations

@@ -354,7 +354,7 @@ def sign_flip_p_value(values: object, n_resamples: int = 10000, seed: int = 0) -
     """Two-sided sign-flip (paired randomization) test of H0: the per-item differences are symmetric about 0.
 
     Under H0 (the two conditions are exchangeable within every item) each item's difference is as likely to
-    carry either sign, so with T = |mean_i x_i| (Fisher 1935, §21; Good 2005, §3.6)::
+    carry either sign, so with T = |mean_i x_i| (Fisher 1935, Sec. 21; Good 2005, Sec. 3.6)::
 
         p = #{sign vectors ε : |mean_i ε_i x_i| >= T} / #{sign vectors}
 
@@ -364,7 +364,7 @@ def sign_flip_p_value(values: object, n_resamples: int = 10000, seed: int = 0) -
     exact for binary (pass@1) differences as for losses. Zero differences carry no sign and count as such.
 
     References:
-        R. A. Fisher (1935), The Design of Experiments, §21. B. Phipson, G. K. Smyth (2010), "Permutation
+        R. A. Fisher (1935), The Design of Experiments, Sec. 21. B. Phipson, G. K. Smyth (2010), "Permutation
         p-values should never be zero", Stat. Appl. Genet. Mol. Biol. 9:39.
     """
     x = np.asarray(values, dtype=float)

@@ -16,7 +16,7 @@ resolves classes through that Auto class; it is *not* autoregressive and its ``f
 The logits at position i are a prediction of the clean token x0^i given the whole partially masked sequence x_t:
 ``logits[:, i]`` predicts ``input_ids[:, i]`` where it is ``<mask>``. With ``config.shift_logits`` (a model adapted
 from an autoregressive LM, :func:`mdlm_config_from_causal`), the hidden state at position i predicts token i+1, as
-it did in the autoregressive model (Dream 7B's shift operation, Ye et al. 2025, "Dream 7B", §2): ``forward``
+it did in the autoregressive model (Dream 7B's shift operation, Ye et al. 2025, "Dream 7B", Sec. 2): ``forward``
 returns ``logits[:, i] = head(h_{i-1})`` for i >= 1 (position 0, the BOS that is never masked, repeats
 ``head(h_0)``), so every consumer still reads position i's prediction at ``logits[:, i]``.
 

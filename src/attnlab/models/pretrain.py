@@ -242,7 +242,7 @@ def answer_window_sequences(
 
     The window is the solution's tokens and ``</s>``, padded with ``</s>`` (or cut) to exactly ``window`` tokens,
     as the iterative unmasking fills a window of ``answer_length`` after the prompt; the padding EOS tokens are
-    ordinary targets (Nie et al. 2025, §2.3), so the model learns to end the answer inside the window. Labels are
+    ordinary targets (Nie et al. 2025, Sec. 2.3), so the model learns to end the answer inside the window. Labels are
     -100 on the prompt (never masked) and the window's tokens elsewhere. A sequence longer than ``max_length``
     (the positions the model was pretrained on) is cut and counted.
     """

@@ -10,7 +10,7 @@ Tables (one row per group or group pair x dataset x variant x metric):
     each seed's pass@1 (``per_seed``, in seed order; ``seed_min``/``seed_max``/``seed_sd`` the spread) and the
     pooled pass@1 = mean over seeds of each seed's pass@1 on the items, with a **two-level bootstrap** interval:
     resample the seeds with replacement, then the items within each drawn seed
-    (:func:`attnlab.bootstrap.hierarchical_bootstrap`; Davison & Hinkley 1997, §3.8). The interval carries the
+    (:func:`attnlab.bootstrap.hierarchical_bootstrap`; Davison & Hinkley 1997, Sec. 3.8). The interval carries the
     between-seed and the between-item variance.
 ``seeds_robustness``
     per noisy variant the per-item drop ``d = correct(noisy) - correct(clean)`` of every seed on the items scored
