@@ -45,15 +45,21 @@ def _fail(command: str, error: Exception) -> int:
     return 1
 
 
+def _read_evaluations(sources: list[str]) -> list["pandas.DataFrame"]:
+    """The per-sample evaluation tables, in order; a missing file is a ``FileNotFoundError`` naming it."""
+    frames = []
+    for source in sources:
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source}: evaluation file not found")
+        frames.append(read_parquet(source))
+    return frames
+
+
 def run_tables(args: argparse.Namespace) -> int:
     """Handler of ``attnlab report tables``."""
     sources = [os.fspath(path) for path in args.inputs]
     try:
-        frames = []
-        for source in sources:
-            if not Path(source).is_file():
-                raise FileNotFoundError(f"{source}: evaluation file not found")
-            frames.append(read_parquet(source))
+        frames = _read_evaluations(sources)
         tables = accuracy_tables(frames, sources=sources, confidence=args.confidence)
         write_tables(tables, args.out_dir, metadata={"inputs": sources, "confidence": args.confidence})
     except (ValueError, FileNotFoundError) as error:
@@ -80,11 +86,7 @@ def run_sft(args: argparse.Namespace) -> int:
     """Handler of ``attnlab report sft``: the zero-shot vs SFT table (``sft.*``) and its figure."""
     sources = [os.fspath(path) for path in args.inputs]
     try:
-        frames = []
-        for source in sources:
-            if not Path(source).is_file():
-                raise FileNotFoundError(f"{source}: evaluation file not found")
-            frames.append(read_parquet(source))
+        frames = _read_evaluations(sources)
         table = sft_gain_table(frames, sources=sources, confidence=args.confidence)
         write_tables({"sft": table}, args.out_dir, metadata={"inputs": sources, "confidence": args.confidence})
         if args.figure:
@@ -100,11 +102,7 @@ def run_robustness_difference(args: argparse.Namespace) -> int:
 
     sources = [os.fspath(path) for path in args.inputs]
     try:
-        frames = []
-        for source in sources:
-            if not Path(source).is_file():
-                raise FileNotFoundError(f"{source}: evaluation file not found")
-            frames.append(read_parquet(source))
+        frames = _read_evaluations(sources)
         table = drop_difference_table(frames, args.models, pairs=args.pairs, confidence=args.confidence, seed=args.seed)
         write_drop_difference(table, args.parquet, args.markdown,
                               metadata={"inputs": sources, "models": args.models, "confidence": args.confidence})
@@ -134,11 +132,7 @@ def run_seeds(args: argparse.Namespace) -> int:
 
     sources = [os.fspath(path) for path in args.inputs]
     try:
-        frames = []
-        for source in sources:
-            if not Path(source).is_file():
-                raise FileNotFoundError(f"{source}: evaluation file not found")
-            frames.append(read_parquet(source))
+        frames = _read_evaluations(sources)
         groups = {name: [(str(m), int(s)) for m, s in members] for name, members in args.groups.items()}
         tables = seed_tables(frames, groups, sources=sources, n_resamples=args.n_resamples,
                              confidence=args.confidence, seed=args.seed)
