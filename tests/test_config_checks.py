@@ -107,6 +107,12 @@ def test_a_local_folder_id_is_a_path_not_a_repo_id(ci_config: dict, tmp_path: Pa
         (lambda c: c["models"]["mdlm"]["diffusion"].update(seed=2**40), "'models.mdlm.diffusion.seed': 1099511627776 is outside"),
         (lambda c: c["models"].update({"m" * 65: c["models"]["llama"]}), "'models': 'mmmm"),
         (lambda c: c["models"]["llama"].update(hidden_size=10**9), "'models.llama.hidden_size': 1000000000 is greater than"),
+        (lambda c: c["perturbation"].update(templates=[0, 1]),
+         "'perturbation.templates' / 'perturbation.selection_templates': template(s) [1] are both measurement"),
+        (lambda c: c["perturbation"].update(selection_templates=[7]),
+         "'perturbation.templates' / 'perturbation.selection_templates': relation 'capital' has 3 templates; no template 7"),
+        (lambda c: c["perturbation"].update(templates=None, selection_templates=[0, 1, 2]),
+         "no measurement phrasing is left"),
     ],
 )  # fmt: skip
 def test_configs_that_would_crash_a_job_are_rejected_naming_the_key(ci_config: dict, edit, expected: str) -> None:

@@ -80,3 +80,29 @@ def test_a_code_edit_changes_exactly_the_rules_that_run_it(library) -> None:
         (src / "attnlab/evaluate/extraction.py").write_text(original, encoding="utf-8")
     changed = {rule for rule in before if before[rule] != after[rule]}
     assert changed == {"evaluate"}
+
+
+def test_fingerprints_are_kept_on_disk_per_version_of_the_sources(library, tmp_path) -> None:
+    """A second interpreter reads the stored table (a value planted in it comes back); an edit of any source
+    file makes a new key, so the planted value is never read for other sources."""
+    src, before = library
+    env = {**os.environ, "ATTNLAB_CACHE": str(tmp_path)}
+    code = f"import json; from attnlab.fingerprint import fingerprint; print(json.dumps({{k: fingerprint(v) for k, v in {HANDLERS!r}.items()}}))"
+
+    def run() -> dict[str, str]:
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(src)},
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    assert run() == before
+    (stored,) = tmp_path.glob("fingerprints-*.json")
+    table = json.loads(stored.read_text())
+    assert table[HANDLERS["evaluate"]] == before["evaluate"]
+    stored.write_text(json.dumps({**table, HANDLERS["evaluate"]: "planted"}))
+    assert run()["evaluate"] == "planted"  # read back, not recomputed
+    original = edit(src, "evaluate/extraction.py", "import re\n", "import re  # an edit of the file\n")
+    try:
+        assert run() == before  # a new source key: recomputed, and a comment changes no fingerprint
+        assert len(list(tmp_path.glob("fingerprints-*.json"))) == 2
+    finally:
+        (src / "attnlab/evaluate/extraction.py").write_text(original, encoding="utf-8")

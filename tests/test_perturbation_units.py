@@ -15,7 +15,7 @@ from attnlab.models.registry import build_scratch_config
 from attnlab.perturbation.metrics import change_metrics, encode_probes, pooled_perplexities, token_nll
 from attnlab.perturbation.perturb import run_perturbation
 from attnlab.perturbation.relations import RelationsError, build_probes, facts_corpus, load_relations
-from attnlab.perturbation.selection import random_channels, top_channels
+from attnlab.perturbation.selection import channel_statistics, random_channels, top_channels
 from attnlab.perturbation.sites import prepare_for_analysis, require_called, site_available, site_hook, site_width
 from attnlab.perturbation.tables import perturbation_summary, perturbation_table, t_interval
 
@@ -137,13 +137,32 @@ def test_mamba2_delta_site_is_per_head_dt_and_chunk_size_is_exact(tokenizer, pro
 def test_run_perturbation_rows_controls_and_tables(tokenizer, probes, one_torch_thread):
     model = prepare_for_analysis(tiny("mamba2", tokenizer))
     spec = {"modes": ["zero", "scale"], "layers": [1], "random_seeds": 5, "fraction": 0.25}
-    rows = run_perturbation(model, tokenizer, probes, spec, seed=1, model_name="m")
+    selection = build_probes(load_relations("fictional"), ["capital", "author"], max_facts=3, templates=[2])
+    rows = run_perturbation(model, tokenizer, probes, selection, spec, seed=1, model_name="m")
     # 2 relations x 2 sites (residual, delta) x 1 layer x (2 methods + 5 seeds) x 2 modes
     assert len(rows) == 2 * 2 * 7 * 2
     assert set(rows.site) == {"residual", "delta"} and set(rows.method) == {"attribution", "variance", "random"}
     np.testing.assert_allclose(rows.target_log_ratio, np.log(rows.perturbed_target_ppl / rows.baseline_target_ppl))
-    again = run_perturbation(model, tokenizer, probes, spec, seed=1, model_name="m")
+    again = run_perturbation(model, tokenizer, probes, selection, spec, seed=1, model_name="m")
     pd.testing.assert_frame_equal(rows, again)
+    # the channels are chosen on the selection probes, the perplexities measured on the measurement probes
+    differs = []
+    for relation in ("capital", "author"):
+        def top(table, site, method, k):
+            batch = encode_probes(tokenizer, table[table.relation == relation])
+            return top_channels(channel_statistics(model, batch, [(site, 1)])[site, 1].scores(method), k).tolist()
+
+        for site, method in (("delta", "attribution"), ("residual", "attribution"), ("residual", "variance")):
+            chosen = rows[(rows.relation == relation) & (rows.site == site) & (rows.method == method)].channels.iloc[0]
+            assert list(chosen) == top(selection, site, method, len(chosen))
+            differs.append(list(chosen) != top(probes, site, method, len(chosen)))
+        base = encode_probes(tokenizer, probes[probes.relation == relation])
+        with torch.no_grad():
+            expected = pooled_perplexities(token_nll(model, base), base).target_ppl
+        assert rows[rows.relation == relation].baseline_target_ppl.iloc[0] == pytest.approx(expected, rel=1e-6)
+    assert any(differs), "the measurement probes would have chosen the same channels everywhere: the check is vacuous"
+    with pytest.raises(ValueError, match="both selection and measurement"):
+        run_perturbation(model, tokenizer, probes, probes, spec, seed=1, model_name="m")
     # the stacked forward pass equals one pass per perturbation
     batch = encode_probes(tokenizer, probes[probes.relation == "capital"])
     row = rows[(rows.relation == "capital") & (rows.site == "delta") & (rows["mode"] == "zero")].iloc[0]

@@ -68,7 +68,7 @@ def test_pruning_sparse_tables_figures(architecture, tmp_path):
     grid = np.arange(layers * units, dtype=float).reshape(layers, units)
     scores = pd.DataFrame({"model": "m", "base": "syn", "method": "dp", "layer": np.repeat(np.arange(layers), units),
                            "head": np.tile(np.arange(units), layers), "score": grid.ravel()})
-    write_parquet(scores, tmp_path / "dp.parquet")
+    write_parquet(scores, tmp_path / "dp.parquet", metadata={"items": ["syn-1"]})
     diffusion = {"steps": 4, "block_length": 4, "answer_length": 8} if architecture == "mdlm" else None
     common = ["--model", str(folder), "--data", str(tmp_path / "clean.parquet"), "--scores", str(tmp_path / "dp.parquet"),
               "--model-name", architecture, "--base", "syn", "--device", "cpu", "--threads", "1"]
@@ -77,6 +77,10 @@ def test_pruning_sparse_tables_figures(architecture, tmp_path):
         assert main(["validation", kind, *common, "--spec", _spec(kind, diffusion), "--out", str(out)]) == 0
     pruning, sparse = read_parquet(tmp_path / "pruning.parquet"), read_parquet(tmp_path / "sparse.parquet")
     assert len(pruning) == 5 * 2 * 3 and len(sparse) == 4 * 3  # conditions × items (max of pass 2, loss 3)
+    # the item the scores were computed on is left out: the first three others are measured
+    assert set(pruning["id"]) == set(sparse["id"]) == {"syn-0", "syn-2", "syn-3"}
+    assert read_metadata(tmp_path / "pruning.parquet")["measured_items"] == {
+        "pass_items": ["syn-0", "syn-2"], "loss_items": ["syn-0", "syn-2", "syn-3"]}
     assert set(pruning["least_by"]) == {"magnitude"}
     assert set(sparse.loc[sparse["method"] == "adaptive", "allocation"]) == {"linear_signed", "rank"}
     assert pruning["loss"].notna().all() and pruning["correct"].notna().sum() == 5 * 2 * 2
@@ -118,13 +122,22 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     folder = tmp_path / "model"
     _save_model("llama", folder)
     write_parquet(_data(2), tmp_path / "clean.parquet")
-    write_parquet(pd.DataFrame({"layer": [0], "head": [0], "score": [1.0]}), tmp_path / "dp.parquet")
+    write_parquet(pd.DataFrame({"layer": [0], "head": [0], "score": [1.0]}), tmp_path / "dp.parquet", metadata={"items": []})
     common = ["--model", str(folder), "--data", str(tmp_path / "clean.parquet"), "--scores", str(tmp_path / "dp.parquet"),
               "--model-name", "m", "--base", "syn", "--device", "cpu", "--out", str(tmp_path / "o.parquet")]
     assert main(["validation", "pruning", *common, "--spec", _spec("pruning")]) == 2
     assert "heads have no score" in capsys.readouterr().err
     assert main(["validation", "sparse", *common, "--spec", _spec("pruning")]) == 2
     assert "unknown key(s) ['fractions', 'least_by', 'random_seeds']" in capsys.readouterr().err
+    layers, units = AutoModelForCausalLM.from_pretrained(folder).config.num_hidden_layers, 2
+    full = pd.DataFrame({"layer": np.repeat(np.arange(layers), units), "head": np.tile(np.arange(units), layers),
+                         "score": np.arange(layers * units, dtype=float)})
+    write_parquet(full, tmp_path / "dp.parquet")
+    assert main(["validation", "pruning", *common, "--spec", _spec("pruning")]) == 2
+    assert "no record of the items its scores were computed on" in capsys.readouterr().err
+    write_parquet(full, tmp_path / "dp.parquet", metadata={"items": ["syn-0", "syn-1"]})
+    assert main(["validation", "pruning", *common, "--spec", _spec("pruning")]) == 2
+    assert "none is left to validate on" in capsys.readouterr().err
 
 
 def _study(**validation) -> dict:

@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlab.perturbation.tables import perturbation_summary, perturbation_table
+from attnlab.perturbation.tables import (
+    comparison_verdict,
+    perturbation_comparison,
+    perturbation_summary,
+    perturbation_table,
+)
 from attnlab.stats import holm_adjust, paired_mean_difference
 from attnlab.validation.pruning import format_heads, pruning_conditions
 from attnlab.validation.tables import pruning_table, pruning_tests, pruning_verdicts, sparse_table, sparse_tests
@@ -31,7 +36,7 @@ def _perturbation_rows(selected: np.ndarray, controls: np.ndarray) -> pd.DataFra
             "site": "mlp", "layer": 0, "method": method, "seed": seed, "mode": "zero",
             "target_log_ratio": values, "target_pct_change": 100 * np.expm1(values), "sentence_log_ratio": values,
             "target_abs_change": values, "baseline_target_ppl": 10.0, "perturbed_target_ppl": 10.0 * np.exp(values),
-            "n_channels": 4,
+            "n_channels": 4, "site_width": 80,
         }
     )
 
@@ -65,6 +70,51 @@ def test_above_random_detects_a_real_effect_and_the_summary_test_agrees():
     assert row["diff_low"] > 0 and row["diff_p"] < 0.05
     null = perturbation_summary(perturbation_table(_perturbation_rows(controls[:, 0], controls[:, 1:] + 0.0)))
     assert null.iloc[0]["relations_above_random"] <= 1
+
+
+def _two_model_studies(rng: np.random.Generator, studies: int, relations: int, ssm_shift: float) -> pd.DataFrame:
+    """Perturbation rows of a Transformer and an SSM at the residual site, one simulated study per ``mode``:
+    per relation 5 random draws and one selection each; the SSM's selection sits ``ssm_shift`` higher."""
+    frames = []
+    for model, kind, shift in (("t", "gpt2", 0.0), ("s", "mamba2", ssm_shift)):
+        draws = rng.normal(0.0, 0.05, size=(studies, relations, 6))
+        draws[..., 0] += 0.1 + shift  # the selection: above random in both models
+        rows = []
+        for study in range(studies):
+            frame = _perturbation_rows(draws[study, :, 0], draws[study, :, 1:])
+            frame["mode"] = f"study{study:04d}"
+            rows.append(frame)
+        frame = pd.concat(rows, ignore_index=True)
+        frame["model"], frame["model_type"], frame["site"] = model, kind, "residual"
+        frame["site_width"] = 128
+        frame["n_channels"] = 7
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_like_for_like_comparison_is_calibrated_on_null_data_and_finds_a_built_in_difference():
+    """The headline SSM-vs-Transformer test (sign-flip over 12 relations of the difference of excesses):
+    ~5 % of 400 null studies reject; a built-in difference of 4 control SDs is found in every study."""
+    rng = np.random.default_rng(20261201)
+    null = perturbation_comparison(perturbation_table(_two_model_studies(rng, 400, 12, 0.0)))
+    assert len(null) == 400 and set(null["ssm_model"]) == {"s"} and set(null["transformer_model"]) == {"t"}
+    assert np.allclose(null["ssm_fraction"], 7 / 128) and (null["n_relations"] == 12).all()
+    rate = (null["p_value"] <= 0.05).mean()
+    assert 0.02 <= rate <= 0.09
+    real = perturbation_comparison(perturbation_table(_two_model_studies(rng, 50, 12, 0.2)))
+    assert (real["p_value"] <= 0.05).all() and (real["difference_low"] > 0).all()
+    assert all("disrupts s more than t" in comparison_verdict(row) for _, row in real.iterrows())
+    assert "does not distinguish" in comparison_verdict(null.loc[null["p_value"].idxmax()])
+
+
+def test_like_for_like_comparison_pairs_only_equal_fractions_and_the_same_relations():
+    rng = np.random.default_rng(3)
+    rows = _two_model_studies(rng, 1, 8, 0.0)
+    other = rows.assign(n_channels=np.where(rows["model"] == "s", 20, 7))  # 20/128 vs 7/128: not like for like
+    assert perturbation_comparison(perturbation_table(other)).empty
+    missing = rows[~((rows["model"] == "s") & (rows["relation"] == "r0000"))]
+    with pytest.raises(ValueError, match="different relations"):
+        perturbation_comparison(perturbation_table(missing))
 
 
 # --- pruning: only real comparisons, an oracle ranking wins all of them ---------------------------------------

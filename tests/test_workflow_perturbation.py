@@ -17,7 +17,12 @@ def test_perturbation_outputs_of_the_ci_study(ci_study):
         rows = read_parquet(workdir / f"results/perturbation/{model}.parquet")
         assert set(rows.relation) == set(config["perturbation"]["relation_names"])
         assert rows.seed.max() == 4  # five random-control seeds
-        assert read_metadata(workdir / f"results/perturbation/{model}.parquet")["model"] == model
+        meta = read_metadata(workdir / f"results/perturbation/{model}.parquet")
+        assert meta["model"] == model
+        # channels selected on other phrasings of the same facts than the ones measured
+        assert meta["measured_on"]["templates"] == config["perturbation"]["templates"]
+        assert meta["selected_on"]["templates"] == config["perturbation"]["selection_templates"]
+        assert meta["measured_on"]["facts"] == meta["selected_on"]["facts"]
         jac = read_parquet(workdir / f"results/jacobian/{model}.parquet")
         assert list(jac.layer) == [0, 1]
     sites = read_parquet(workdir / "results/perturbation/mamba2.parquet").site
@@ -25,7 +30,21 @@ def test_perturbation_outputs_of_the_ci_study(ci_study):
     assert set(read_parquet(workdir / "results/perturbation/gpt2.parquet").site) == {"residual", "mlp"}
     table = read_parquet(workdir / "results/tables/perturbation.parquet")
     assert {"random_target_log_ratio_low", "random_target_log_ratio_high", "above_random"} <= set(table.columns)
-    assert "mamba2 (SSM)" in (workdir / "results/tables/perturbation.md").read_text()
+    markdown = (workdir / "results/tables/perturbation.md").read_text()
+    assert "mamba2 (SSM)" in markdown
+    # the headline: residual stream, the same fraction in both models, one paired test per method and mode
+    comparison = read_parquet(workdir / "results/tables/perturbation_comparison.parquet")
+    assert set(comparison.site) == {"residual"} and (comparison.ssm_model == "mamba2").all()
+    assert (comparison.transformer_model == "gpt2").all() and len(comparison) == 2 * len(config["perturbation"]["modes"])
+    assert (comparison.ssm_fraction == comparison.transformer_fraction).all()
+    assert markdown.index("Like for like (residual stream") < markdown.index("secondary: ")
+    summary = read_parquet(workdir / "results/tables/perturbation_summary.parquet")
+    assert set(summary.loc[summary.site == "residual", "comparison"]) == {"like_for_like"}
+    assert set(summary.loc[summary.site != "residual", "comparison"]) == {"secondary"}
+    assert (summary.fraction == summary.n_channels / summary.site_width).all()
+    jacobian = read_parquet(workdir / "results/tables/jacobian.parquet")
+    assert (jacobian.relative_sensitivity_mean > 0).all()
+    assert (jacobian.relative_sensitivity_low <= jacobian.relative_sensitivity_high).all()
     for name in ("relations", "layers", "jacobian"):
         assert (workdir / f"results/figures/perturbation/{name}.png").stat().st_size > 10_000
 

@@ -23,6 +23,14 @@ def test_outputs_of_the_ci_study(ci_study):
         assert set(sparse["method"]) == {"dense", "uniform", "adaptive"}
         meta = read_metadata(results / "validation" / model / "synthetic" / "sparse.parquet")
         assert meta["scores_file"].endswith(f"attribution/{model}/synthetic/dp.parquet")
+        # heads selected on some items, validated on others: the attribution items are left out
+        attributed = read_metadata(results / "attribution" / model / "synthetic" / "dp.parquet")["items"]
+        assert len(attributed) == config["attribution"]["items"]
+        assert meta["selection_items"] == attributed
+        for kind, frame in (("pruning", pruning), ("sparse", sparse)):
+            measured = set(frame["id"].astype(str))
+            assert measured and not measured & set(attributed), kind
+        assert set(meta["measured_items"]["loss_items"]) == set(sparse["id"].astype(str))
         for kind in ("pruning", "sparse"):
             assert (results / "figures" / "validation" / f"{model}_synthetic_{kind}.png").stat().st_size > 10_000
     table = read_parquet(results / "tables" / "pruning.parquet")

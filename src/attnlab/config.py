@@ -563,7 +563,7 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
     section = config.get("perturbation")
     if section is None:
         return []
-    from attnlab.perturbation.relations import RelationsError, load_relations
+    from attnlab.perturbation.relations import RelationsError, load_relations, split_probes
 
     errors: list[str] = []
     analysable = set(architecture_names(causal=True))
@@ -596,6 +596,14 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
         missing = [r for r in section["relation_names"] or [] if r not in relations]
         if missing:
             errors.append(f"config key 'perturbation.relation_names': {missing} not in knowledge base {kb!r}")
+            continue
+        try:
+            split_probes(relations, section["relation_names"], section["max_facts"], section["templates"],
+                         section["selection_templates"])  # fmt: skip
+        except (IndexError, ValueError) as err:
+            message = str(err).strip("'\"")
+            errors.append(f"config key 'perturbation.templates' / 'perturbation.selection_templates': {message} "
+                          f"(knowledge base {kb!r})")  # fmt: skip
     if "facts" in (config.get("pretrain") or {}).get("extra_corpora", []):
         try:
             load_relations(section["corpus"]["relations"])
@@ -697,8 +705,7 @@ def _jacobian_errors(config: Mapping[str, Any]) -> list[str]:
     probe sentences exist, and they hold ≥ ``hidden_size`` real tokens for the effective rank of the token hidden
     states (an N × d matrix has rank ≤ min(N, d)) — checked for every model whose width is known (scratch entries,
     hub entries whose config is cached), with the same seeded draw as the job."""
-    from attnlab.perturbation.jacobian import sample_texts
-    from attnlab.perturbation.relations import build_probes, load_relations
+    from attnlab.perturbation.relations import load_relations, sample_texts, split_probes
 
     section = config["perturbation"]
     num_texts = int(section["jacobian"]["num_texts"])
@@ -710,7 +717,8 @@ def _jacobian_errors(config: Mapping[str, Any]) -> list[str]:
         source = "scratch" if config["models"][name]["source"] == "scratch" else "hub"
         kb = section["relations"][source]
         if kb not in sentences:
-            probes = build_probes(load_relations(kb), section["relation_names"], section["max_facts"], section["templates"])
+            probes, _ = split_probes(load_relations(kb), section["relation_names"], section["max_facts"],
+                                     section["templates"], section["selection_templates"])  # fmt: skip
             sentences[kb] = list(probes["sentence"])
             if num_texts > len(sentences[kb]):
                 errors.append(
@@ -764,8 +772,8 @@ def _cross_field_errors(config: Mapping[str, Any]) -> list[str]:
 
 
 def _robustness_errors(config: Mapping[str, Any]) -> list[str]:
-    """Checks of the robustness-difference pairs; they live in :mod:`attnlab.report.robustness`."""
-    from attnlab.report.robustness import robustness_errors
+    """Checks of the robustness-difference pairs; they live in :mod:`attnlab.report.settings`."""
+    from attnlab.report.settings import robustness_errors
 
     return robustness_errors(config)
 

@@ -30,6 +30,12 @@ Python can reach by name (dispatch through registries is covered because registe
 top-level statements of their module). The command-line front, ``attnlab.cli.main`` (it routes a
 subcommand to its handler), is not part of any fingerprint.
 
+**Cost.** The analysis parses the package (≈ 2–3 s for the 30 rules of a study); every Snakemake invocation
+needs all fingerprints, so they are kept on disk, keyed by a hash of the package's source files and the
+Python version (:func:`source_key`): an unchanged package reads them back in milliseconds, and an edit of any
+file makes a new key, so a stale fingerprint is never read. The folder is ``$ATTNLAB_CACHE`` or
+``$XDG_CACHE_HOME/attnlab`` (default ``~/.cache/attnlab``); an unwritable one only costs the recomputation.
+
 What it does not see: third-party packages (Snakemake's ``software-env`` trigger covers the environment) and
 data files read at run time. Leaving ``code`` out of ``--rerun-triggers`` — ``snakemake --rerun-triggers
 mtime params input software-env`` — ignores the fingerprints for that run: edit the library and rerun the
@@ -40,6 +46,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -52,6 +62,9 @@ TOP = "<module>"
 REGISTER = "register"
 #: definitions every job runs besides its handler: the config's plugin modules are imported by each job
 ALWAYS = (("attnlab.tools.plugins", "import_plugins"), ("attnlab.tools.plugins", "plugins_from_env"))
+
+#: fingerprint files kept in the cache folder (one per version of the package's sources; the newest)
+KEEP_SOURCE_VERSIONS = 16
 
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -205,13 +218,62 @@ def _digest(module: str, name: str) -> bytes:
     return f"{module}\0{name}\0".encode() + _dump(module, name).encode() + b"\0"
 
 
-@lru_cache(maxsize=None)
-def fingerprint(*entries: str) -> str:
-    """The code fingerprint of ``entries`` (see the module docstring): 16 hex digits of a SHA-256."""
+def _compute(*entries: str) -> str:
     digest = hashlib.sha256()
     for module, name in reach(*entries):
         digest.update(_digest(module, name))
     return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def source_key() -> str:
+    """sha256 over the package's ``.py`` files (relative path and bytes, sorted) and the Python version."""
+    digest = hashlib.sha256(f"{sys.version}\0".encode())
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def cache_dir() -> Path:
+    """Where fingerprints are kept: ``$ATTNLAB_CACHE``, else ``$XDG_CACHE_HOME/attnlab``, else ``~/.cache/attnlab``."""
+    if os.environ.get("ATTNLAB_CACHE"):
+        return Path(os.environ["ATTNLAB_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnlab"
+
+
+@lru_cache(maxsize=1)
+def _stored() -> dict[str, str]:
+    try:
+        stored = json.loads((cache_dir() / f"fingerprints-{source_key()}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _store(table: dict[str, str]) -> None:
+    """Write ``table`` atomically (a temporary file renamed over the old one); an unwritable folder is skipped."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+            json.dump(table, handle, sort_keys=True)
+        os.replace(handle.name, folder / f"fingerprints-{source_key()}.json")
+        older = sorted(folder.glob("fingerprints-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in older[KEEP_SOURCE_VERSIONS:]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@lru_cache(maxsize=None)
+def fingerprint(*entries: str) -> str:
+    """The code fingerprint of ``entries`` (see the module docstring): 16 hex digits of a SHA-256."""
+    key = " ".join(entries)
+    table = _stored()
+    if key not in table:
+        table[key] = _compute(*entries)
+        _store(table)
+    return table[key]
 
 
 def code_marker(*entries: str) -> str:

@@ -513,7 +513,7 @@ PERTURBATION = STUDY.get("perturbation")
 PERTURBATION_MODELS = [m for m in PERTURBATION["models"] if m in MODELS] if PERTURBATION else []
 #: keys of the perturbation section that do not change one model's perturbation rows
 _PERTURBATION_OTHER_KEYS = ("models", "corpus", "jacobian", "relations", "confidence")
-_PROBE_KEYS = ("relation_names", "max_facts", "templates")
+_PROBE_KEYS = ("relation_names", "max_facts", "templates", "selection_templates")
 
 
 def facts_corpus_spec():

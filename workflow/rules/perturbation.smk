@@ -36,6 +36,7 @@ if PERTURBATION_MODELS:
     STAGE_TARGETS.extend(
         [
             f"{RESULTS}/tables/perturbation.parquet",
+            f"{RESULTS}/tables/perturbation_comparison.parquet",
             f"{RESULTS}/tables/jacobian.parquet",
             f"{RESULTS}/figures/perturbation/relations.png",
             f"{RESULTS}/figures/perturbation/layers.png",
@@ -114,6 +115,11 @@ if PERTURBATION_MODELS:
                 category="Perturbation sensitivity",
             ),
             summary=f"{RESULTS}/tables/perturbation_summary.parquet",
+            comparison=report(
+                f"{RESULTS}/tables/perturbation_comparison.parquet",
+                caption="../report/perturbation_comparison.rst",
+                category="Perturbation sensitivity",
+            ),
             markdown=report(
                 f"{RESULTS}/tables/perturbation.md",
                 caption="../report/perturbation_markdown.rst",

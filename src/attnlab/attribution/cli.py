@@ -117,6 +117,7 @@ def score_file(
             "num_layers": layout.num_layers,
             "model_type": layout.model_type,
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+            "items": list(dict.fromkeys(item.item_id for item in items)),  # the validation stage measures others
             **(extra_metadata or {}),
         }
         write_parquet(scores, Path(out_dir) / f"{method}.parquet", metadata=metadata)

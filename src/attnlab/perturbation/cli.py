@@ -13,7 +13,7 @@ from attnlab.cli import json_object_arg as _json_arg
 log = logging.getLogger(__name__)
 
 #: keys of the perturbation config section that select probes (shared by run and jacobian)
-PROBE_KEYS = ("relation_names", "max_facts", "templates")
+PROBE_KEYS = ("relation_names", "max_facts", "templates", "selection_templates")
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
@@ -51,10 +51,15 @@ def _load(args: argparse.Namespace):
 
 
 def _probes(args: argparse.Namespace, spec: dict[str, Any]):
-    from attnlab.perturbation.relations import build_probes, load_relations
+    """``(measurement, selection)`` probes of the spec's probe keys (:func:`~attnlab.perturbation.relations.split_probes`)."""
+    from attnlab.perturbation.relations import load_relations, split_probes
 
+    if "selection_templates" not in spec:
+        raise ValueError("the perturbation spec needs 'selection_templates': the phrasings the channels are selected on")
     relations = load_relations(args.relations)
-    return build_probes(relations, spec.get("relation_names"), spec.get("max_facts"), spec.get("templates"))
+    return split_probes(
+        relations, spec.get("relation_names"), spec.get("max_facts"), spec.get("templates"), spec["selection_templates"]
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -63,15 +68,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = dict(args.spec)
     probe_spec = {k: spec.pop(k) for k in PROBE_KEYS if k in spec}
-    probes = _probes(args, probe_spec)
+    probes, selection_probes = _probes(args, probe_spec)
     model, tokenizer = _load(args)
     start = time.perf_counter()
-    rows = run_perturbation(model, tokenizer, probes, spec, args.seed, args.model_name)
+    rows = run_perturbation(model, tokenizer, probes, selection_probes, spec, args.seed, args.model_name)
     meta = {"model": args.model_name, "location": str(args.model), "relations": args.relations,
-            "spec": {**spec, **probe_spec}, "seed": args.seed}  # fmt: skip
+            "spec": {**spec, **probe_spec}, "seed": args.seed,
+            "measured_on": _probe_record(probes), "selected_on": _probe_record(selection_probes)}  # fmt: skip
     write_parquet(rows, args.out, metadata=meta, schema=ROW_SCHEMA)
     print(f"{args.model_name}: {len(rows)} perturbation rows on {len(probes)} probes in {time.perf_counter() - start:.1f} s -> {args.out}")
     return 0
+
+
+def _probe_record(probes) -> dict[str, Any]:
+    """Which probes a set holds, for the output's metadata: templates, facts per relation, sentence count."""
+    return {
+        "templates": sorted(int(t) for t in probes["template_index"].unique()),
+        "facts": {str(r): sorted(int(f) for f in g["fact_index"].unique()) for r, g in probes.groupby("relation", sort=False)},
+        "sentences": int(len(probes)),
+    }
 
 
 def _cmd_jacobian(args: argparse.Namespace) -> int:
@@ -83,7 +98,7 @@ def _cmd_jacobian(args: argparse.Namespace) -> int:
     confidence = spec.pop("confidence", 0.95)
     if args.layer:
         spec["layers"] = args.layer
-    probes = _probes(args, probe_spec)
+    probes, _ = _probes(args, probe_spec)  # the measurement phrasings
     texts = sample_texts(list(probes["sentence"]), spec.get("num_texts", 32), args.seed)
     model, tokenizer = _load(args)
     start = time.perf_counter()
@@ -99,17 +114,21 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from attnlab.io import read_parquet, write_parquet, write_text
-    from attnlab.perturbation.tables import comparison_sentences, markdown_table, perturbation_summary, perturbation_table
+    from attnlab.perturbation.tables import (
+        comparison_sentences, markdown_table, perturbation_comparison, perturbation_summary, perturbation_table,
+    )
 
     out = Path(args.out_dir)
     meta = {"confidence": args.confidence, "seed": args.seed}
     rows = pd.concat([read_parquet(p) for p in args.perturbation], ignore_index=True)
     table = perturbation_table(rows, args.confidence)
     summary = perturbation_summary(table, args.confidence, args.seed)
+    comparison = perturbation_comparison(table, args.confidence, args.seed)
     jacobian = pd.concat([read_parquet(p) for p in args.jacobian], ignore_index=True) if args.jacobian else None
     write_parquet(table, out / "perturbation.parquet", metadata=meta)
     write_parquet(summary, out / "perturbation_summary.parquet", metadata=meta)
-    sentences = comparison_sentences(summary, jacobian, args.confidence)
+    write_parquet(comparison, out / "perturbation_comparison.parquet", metadata=meta)
+    sentences = comparison_sentences(summary, jacobian, args.confidence, comparison)
     level = f"{args.confidence:.0%}"
     md = [
         "# Perturbation sensitivity",
@@ -119,7 +138,17 @@ def _cmd_tables(args: argparse.Namespace) -> int:
         "",
         *[f"- {s}" for s in sentences],
         "",
+        "## SSM vs Transformer, like for like (residual stream, same fraction of channels)",
+        "",
+        "`difference` = mean over relations of (selected − random)(SSM) − (selected − random)(Transformer), "
+        "bootstrap interval over relations, `p_value` two-sided sign-flip test over relations.",
+        "",
+        markdown_table(comparison) if len(comparison) else "(no SSM and Transformer pair at the same fraction)",
+        "",
         "## Summary",
+        "",
+        "`comparison`: like_for_like = the residual stream, the same fraction in every model; secondary = the "
+        "architecture-specific sites (MLP neurons, Δ channels), k = `n_channels` of `site_width`.",
         "",
         markdown_table(summary),
         "",
@@ -127,11 +156,23 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     write_text(out / "perturbation.md", "\n".join(md))
     if jacobian is not None:
         write_parquet(jacobian, out / "jacobian.parquet", metadata=meta)
-        cols = ["model", "model_type", "layer", "sensitivity_mean", "sensitivity_low", "sensitivity_high",
-                "spectral_norm_mean", "spectral_norm_max", "effective_rank", "hidden_variance", "output_variance"]  # fmt: skip
-        write_text(out / "jacobian.md", "# Layer-wise Jacobian analysis\n\n" + markdown_table(jacobian[cols]) + "\n")
+        cols = ["model", "model_type", "layer", "relative_sensitivity_mean", "relative_sensitivity_low",
+                "relative_sensitivity_high", "sensitivity_mean", "sensitivity_low", "sensitivity_high",
+                "hidden_norm_mean", "spectral_norm_mean", "spectral_norm_max", "effective_rank", "hidden_variance",
+                "output_variance"]  # fmt: skip
+        write_text(out / "jacobian.md", "# Layer-wise Jacobian analysis\n\n" + JACOBIAN_CAPTION + "\n\n"
+                   + markdown_table(jacobian[cols]) + "\n")
     print(f"perturbation tables: {len(table)} rows, summary {len(summary)} rows -> {out}")
     return 0
+
+
+JACOBIAN_CAPTION = (
+    "`relative_sensitivity_*` = E‖Jv‖ · ‖h‖ / ‖f‖ (v a random unit direction over the text's real tokens, h the "
+    "hidden states after the layer, f the last-token logits; mean and t interval over texts): the gain of a "
+    "perturbation scaled to each text's own hidden-state norm, free of an architecture's activation scale — the "
+    "column that compares architectures. `sensitivity_*` = E‖Jv‖ with unit ‖v‖ (absolute; compares the layers "
+    "of one model). `hidden_norm_mean` = mean ‖h‖ over texts."
+)
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@
   random control's interval as a black bar;
 * ``layers.png`` — per layer, the target log-ratio of the selected channels (line) and the random control
   interval (band), one panel per site, a line per model;
-* ``jacobian.png`` — per layer: sensitivity E‖Jv‖ (t interval over texts), spectral norm (mean and max),
+* ``jacobian.png`` — per layer: relative sensitivity E‖Jv‖·‖h‖/‖f‖ and absolute E‖Jv‖ (t intervals over texts), spectral norm (mean and max),
   effective rank / hidden size, hidden-state variance, a line per model.
 """
 
@@ -95,13 +95,15 @@ def plot_layers(table: pd.DataFrame, out_png: str | os.PathLike[str]) -> None:
 
 def plot_jacobian(jacobian: pd.DataFrame, out_png: str | os.PathLike[str]) -> None:
     panels = [
-        ("sensitivity_mean", "E‖Jv‖ / ‖v‖", ("sensitivity_low", "sensitivity_high")),
+        ("relative_sensitivity_mean", "relative E‖Jv‖·‖h‖/‖f‖ (compares models)",
+         ("relative_sensitivity_low", "relative_sensitivity_high")),
+        ("sensitivity_mean", "absolute E‖Jv‖ / ‖v‖", ("sensitivity_low", "sensitivity_high")),
         ("spectral_norm_mean", "spectral norm σmax(J) (mean; dashed max)", ("spectral_norm_low", "spectral_norm_high")),
         ("effective_rank_fraction", "effective rank / hidden size", None),
         ("hidden_variance", "last-token hidden variance", None),
     ]
     with matplotlib.style.context("default"):
-        figure = Figure(figsize=(16.0, 3.6), layout="constrained")
+        figure = Figure(figsize=(20.0, 3.6), layout="constrained")
         axes = figure.subplots(1, len(panels))
         for i, (model, grp) in enumerate(jacobian.groupby("model", sort=False)):
             g = grp.sort_values("layer")
@@ -114,7 +116,7 @@ def plot_jacobian(jacobian: pd.DataFrame, out_png: str | os.PathLike[str]) -> No
                     ax.plot(g["layer"], g["spectral_norm_max"], ls="--", color=colour)
                 ax.set_title(label, fontsize=9)
                 ax.set_xlabel("layer")
-        for ax in axes[:2]:
+        for ax in axes[:3]:
             ax.set_yscale("log")
         axes[0].legend(fontsize=7)
         _save(figure, out_png)

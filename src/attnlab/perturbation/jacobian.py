@@ -6,6 +6,13 @@ V × (T·d) matrix (block-diagonal over a batch of texts, so texts are processed
 
 * **gradient sensitivity** ``E_v ‖J v‖ / ‖v‖`` over ``num_vectors`` random directions v (Gaussian,
   normalised to unit norm over the real tokens), averaged over texts;
+* **relative sensitivity** ``E_v ‖J v‖ · ‖h‖ / ‖f(h)‖`` per text, the gain for a perturbation scaled to the
+  text's own hidden-state norm, measured against the logits' norm: the relative condition number
+  κ = ‖J‖ ‖h‖ / ‖f(h)‖ (Trefethen & Bau 1997, "Numerical Linear Algebra", Lecture 12) with ‖J‖ replaced by
+  the mean random-direction gain. ‖h‖ is the norm over the text's real tokens (the norm v is normalised in),
+  ‖f(h)‖ that of its last-token logits. It is free of each architecture's activation scale — rescaling h by
+  c scales the absolute sensitivity by 1/c and leaves this one unchanged — so it is the column that compares
+  architectures; the absolute ``sensitivity_*`` columns compare layers of one model;
 * **Lipschitz estimate** ``σ_max(J)`` = the spectral norm by power iteration on JᵀJ
   (v ← Jᵀ(J v) / ‖Jᵀ(J v)‖, σ = ‖J v‖; Golub & Van Loan 2013, Sec. 8.2), reported as max and mean over texts
   — a local Lipschitz constant of the remaining network at h. σ = ‖J v‖ with ‖v‖ = 1 is a **lower bound** on
@@ -37,7 +44,10 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from attnlab.perturbation.relations import sample_texts
 from attnlab.perturbation.sites import model_type, num_layers, require_called, site_hook
+
+__all__ = ["LayerJacobian", "effective_rank", "run_jacobian", "sample_texts", "sensitivity", "spectral_norm"]
 
 DEFAULT_JACOBIAN_SPEC: dict[str, Any] = {
     "num_texts": 32,
@@ -49,6 +59,8 @@ DEFAULT_JACOBIAN_SPEC: dict[str, Any] = {
 COLUMNS = (
     "model", "model_type", "layer", "num_texts", "num_tokens", "hidden_size",
     "sensitivity_mean", "sensitivity_std", "sensitivity_low", "sensitivity_high",
+    "relative_sensitivity_mean", "relative_sensitivity_low", "relative_sensitivity_high",
+    "hidden_norm_mean", "logit_norm_mean",
     "spectral_norm_max", "spectral_norm_mean", "spectral_norm_low", "spectral_norm_high",
     "effective_rank", "effective_rank_fraction", "hidden_variance", "output_variance",
 )  # fmt: skip
@@ -213,7 +225,11 @@ def run_jacobian(
         tokens = jac.hidden[jac.mask]  # [N, d]
         last = jac.hidden[torch.arange(ids.shape[0], device=device), mask.sum(dim=1) - 1]  # [B, d]
         erank = effective_rank(tokens)
+        hidden_norm = _row_norm(jac.hidden * jac.mask[..., None])  # [B], real tokens only
+        logit_norm = _row_norm(jac.logits.detach())  # [B]
+        relative = sens * hidden_norm / logit_norm  # [B]
         sens_low, sens_high = _t_interval(sens, confidence)
+        rel_low, rel_high = _t_interval(relative, confidence)
         sigma_low, sigma_high = _t_interval(sigma, confidence)
         rows.append(
             {
@@ -227,6 +243,11 @@ def run_jacobian(
                 "sensitivity_std": float(sens.std(unbiased=True)) if len(texts) > 1 else 0.0,
                 "sensitivity_low": sens_low,
                 "sensitivity_high": sens_high,
+                "relative_sensitivity_mean": float(relative.mean()),
+                "relative_sensitivity_low": rel_low,
+                "relative_sensitivity_high": rel_high,
+                "hidden_norm_mean": float(hidden_norm.mean()),
+                "logit_norm_mean": float(logit_norm.mean()),
                 "spectral_norm_max": float(sigma.max()),
                 "spectral_norm_mean": float(sigma.mean()),
                 "spectral_norm_low": sigma_low,
@@ -243,11 +264,3 @@ def run_jacobian(
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"model {model_name}: non-finite {key} at layer {row['layer']}")
     return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
-def sample_texts(sentences: list[str], num_texts: int, seed: int) -> list[str]:
-    """``num_texts`` distinct sentences drawn with ``numpy.random.default_rng(seed)``, in drawn order."""
-    if num_texts > len(sentences):
-        raise ValueError(f"jacobian.num_texts={num_texts} but only {len(sentences)} sentences are available")
-    order = np.random.default_rng(seed).choice(len(sentences), size=num_texts, replace=False)
-    return [sentences[i] for i in order]

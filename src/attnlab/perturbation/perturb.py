@@ -1,8 +1,13 @@
 """The perturbation experiment on one model: every relation × site × layer × method × mode, plus random controls.
 
-For each relation, its probes are encoded once (:func:`attnlab.perturbation.metrics.encode_probes`);
-the baseline perplexities come from an unhooked forward pass, the channel statistics of every
-(site, layer) from one forward/backward pass (:func:`attnlab.perturbation.selection.channel_statistics`).
+Channels are **selected on one set of probes and measured on another**: per relation, the channel
+statistics of every (site, layer) — attribution scores, variances, and the channel means and standard
+deviations that the ``mean`` and ``gaussian`` modes use — come from one forward/backward pass over the
+*selection* probes (:func:`attnlab.perturbation.selection.channel_statistics`; the same facts in other
+phrasings, ``selection_templates``), and the perplexities from the *measurement* probes (``templates``),
+so a selection cannot fit the very sentences it is scored on. Both sets are encoded once per relation
+(:func:`attnlab.perturbation.metrics.encode_probes`); the baseline perplexities come from an unhooked
+forward pass over the measurement probes.
 Then, for each (site, layer), ``k = ceil(fraction · channels)`` channels are selected per method and
 perturbed in each mode (one forward pass each), and the same is done for ``random_seeds`` random draws
 of ``k`` channels (the control, shared by the methods). One output row per
@@ -126,6 +131,19 @@ def resolve_layers(model: PreTrainedModel, layers: list[int] | None) -> list[int
     return list(layers)
 
 
+def check_disjoint_probes(probes: pd.DataFrame, selection_probes: pd.DataFrame) -> None:
+    """``ValueError`` unless every relation of ``probes`` has selection probes and no sentence is in both sets."""
+    missing = sorted(set(probes["relation"]) - set(selection_probes["relation"]))
+    if missing:
+        raise ValueError(f"no selection probes for relation(s) {missing}")
+    shared = sorted(set(probes["sentence"]) & set(selection_probes["sentence"]))
+    if shared:
+        raise ValueError(
+            f"{len(shared)} sentence(s) are both selection and measurement probes (e.g. {shared[0]!r}); "
+            "select channels on other phrasings than the ones measured"
+        )
+
+
 def _perturbed_replicas(
     model: PreTrainedModel, batch: ProbeBatch, site: str, layer: int, fns: list[SiteFn]
 ) -> list[Perplexities]:
@@ -155,6 +173,7 @@ def run_perturbation(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     probes: pd.DataFrame,
+    selection_probes: pd.DataFrame,
     spec: Mapping[str, Any],
     seed: int,
     model_name: str,
@@ -163,16 +182,18 @@ def run_perturbation(
 
     Args:
         model, tokenizer: from :func:`attnlab.models.loader.load_model` (eval mode).
-        probes: :func:`attnlab.perturbation.relations.build_probes` output.
+        probes: the measurement probes (:func:`attnlab.perturbation.relations.build_probes` output).
+        selection_probes: the probes the channels are selected on, same relations, no sentence of ``probes``.
         spec: the experiment keys (:data:`DEFAULT_SPEC`).
         seed: master seed (random channels and Gaussian noise derive from it).
         model_name: recorded in the ``model`` column.
 
     Raises:
-        ValueError: none of the configured sites exists in this architecture, a bad layer, or a
-            non-finite perplexity.
+        ValueError: none of the configured sites exists in this architecture, a bad layer, a relation
+            without selection probes, a sentence in both probe sets, or a non-finite perplexity.
     """
     spec = resolve_spec(spec)
+    check_disjoint_probes(probes, selection_probes)
     kind = model_type(model)
     sites = [s for s in spec["sites"] if site_available(model, s)]
     if not sites:
@@ -187,7 +208,8 @@ def run_perturbation(
             base = pooled_perplexities(token_nll(model, batch), batch)
         if not (math.isfinite(base.target_ppl) and math.isfinite(base.sentence_ppl)):
             raise ValueError(f"model {model_name}: non-finite baseline perplexity on relation {relation!r}")
-        stats: dict[tuple[str, int], ChannelStats] = channel_statistics(model, batch, site_layers)
+        selection = encode_probes(tokenizer, selection_probes[selection_probes["relation"] == relation]).to(device)
+        stats: dict[tuple[str, int], ChannelStats] = channel_statistics(model, selection, site_layers)
         for site, layer in site_layers:
             width = site_width(model, site)
             k = max(1, math.ceil(spec["fraction"] * width))

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -144,6 +145,37 @@ def build_probes(
     return pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
 
 
+def split_probes(
+    relations: Mapping[str, Mapping[str, Any]],
+    relation_names: list[str] | None,
+    max_facts: int | None,
+    templates: list[int] | None,
+    selection_templates: list[int],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(measurement, selection)`` probes: the same facts, in disjoint sets of phrasings.
+
+    Channels are chosen on the selection probes (``selection_templates``) and their effect is measured on
+    the measurement probes (``templates``; ``None`` = every template not in ``selection_templates``), so a
+    selection is never scored on the sentences it was fitted to.
+
+    Raises:
+        ValueError: a template index in both sets, or no measurement template left.
+        IndexError, KeyError: as :func:`build_probes`.
+    """
+    shared = sorted(set(templates or []) & set(selection_templates))
+    if shared:
+        raise ValueError(
+            f"template(s) {shared} are both measurement (templates) and selection (selection_templates) phrasings"
+        )
+    selection = build_probes(relations, relation_names, max_facts, list(selection_templates))
+    measurement = build_probes(relations, relation_names, max_facts, templates)
+    if templates is None:
+        measurement = measurement[~measurement["template_index"].isin(selection_templates)].reset_index(drop=True)
+    if measurement.empty:
+        raise ValueError("no measurement phrasing is left: every template is a selection template")
+    return measurement, selection
+
+
 def facts_corpus(relations: Mapping[str, Mapping[str, Any]], repeats: int, seed: int) -> pd.DataFrame:
     """The ``facts`` pretraining corpus: every fact in every phrasing, ``repeats`` times, shuffled.
 
@@ -161,3 +193,11 @@ def facts_corpus(relations: Mapping[str, Mapping[str, Any]], repeats: int, seed:
     docs = texts * repeats
     random.Random(seed).shuffle(docs)
     return pd.DataFrame({"text": docs})
+
+
+def sample_texts(sentences: list[str], num_texts: int, seed: int) -> list[str]:
+    """``num_texts`` distinct sentences drawn with ``numpy.random.default_rng(seed)``, in drawn order."""
+    if num_texts > len(sentences):
+        raise ValueError(f"jacobian.num_texts={num_texts} but only {len(sentences)} sentences are available")
+    order = np.random.default_rng(seed).choice(len(sentences), size=num_texts, replace=False)
+    return [sentences[i] for i in order]

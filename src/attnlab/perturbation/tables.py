@@ -15,18 +15,33 @@ i.e. x lies above the one-sided upper prediction bound ``random_target_log_ratio
 (:func:`attnlab.stats.prediction_p_value`). On null data this flags a row with probability
 (1 − confidence) / 2 (2.5 % at 95 %); the t interval of the control *mean* would flag ~17 % with 5 seeds.
 
-``summary`` (the comparison the captions state): per model × site × method × mode, the mean over
+``summary``: per model × site × method × mode, the mean over
 relations of the target log-ratio (layer-mean rows) with a percentile bootstrap interval over relations,
 next to the same for the random control, and the one test of the verdict: the mean over relations of the
 paired difference d_r = selected_r − mean random_r with its bootstrap interval over relations and its two-sided
 sign-flip p (``diff_*``, :func:`attnlab.stats.paired_mean_difference`). The per-relation count
 ``relations_above_random`` uses Holm-adjusted ``above_random_p`` across the relations of the group
-(:func:`attnlab.stats.holm_adjust`).
+(:func:`attnlab.stats.holm_adjust`). Each row states ``n_channels`` (k), ``site_width`` (d) and
+``fraction`` = k / d, and its ``comparison``: ``like_for_like`` for the residual stream, the one site every
+architecture has, perturbed at the same fraction in every model; ``secondary`` for the architecture-specific
+sites (MLP neurons of a Transformer, Δ channels of an SSM), whose widths — hence k — differ.
+
+``comparison`` (the headline SSM-vs-Transformer test the captions state): per method × mode at the residual
+site, for every SSM model A and Transformer model B perturbed at the same fraction, on the same relations
+(same facts, same phrasings),
+
+    θ = mean_r (d_r(A) − d_r(B)),   d_r(M) = selected_r(M) − mean random_r(M)
+
+with a bootstrap interval over relations and a two-sided sign-flip p over relations
+(:func:`attnlab.stats.paired_mean_difference`; exact, so with n relations the smallest p is 2 / 2ⁿ and
+≥ 6 relations are needed for p ≤ 0.05). θ > 0: the selection disrupts A more, beyond its own random
+control, than the selection disrupts B.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -36,6 +51,9 @@ from attnlab.models.architectures import model_types
 from attnlab.stats import bootstrap_ci, format_p_value, holm_adjust, paired_mean_difference
 
 SSM_TYPES = model_types(ssm=True)
+#: the site every architecture has: the headline SSM-vs-Transformer comparison perturbs it in both
+LIKE_FOR_LIKE_SITE = "residual"
+LIKE_FOR_LIKE = "like_for_like"
 KEYS = ["model", "model_type", "relation", "site", "layer", "mode"]
 
 
@@ -57,7 +75,8 @@ def t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, flo
 def _with_layer_means(rows: pd.DataFrame) -> pd.DataFrame:
     metric_cols = ["target_log_ratio", "target_pct_change", "sentence_log_ratio", "target_abs_change"]
     group = ["model", "model_type", "relation", "site", "method", "seed", "mode"]
-    means = rows.groupby(group, sort=False)[metric_cols + ["baseline_target_ppl", "perturbed_target_ppl", "n_channels"]].mean()
+    widths = ["baseline_target_ppl", "perturbed_target_ppl", "n_channels", "site_width"]
+    means = rows.groupby(group, sort=False)[metric_cols + widths].mean()
     means = means.reset_index()
     means["layer"] = -1
     return pd.concat([rows, means], ignore_index=True)
@@ -70,7 +89,7 @@ def perturbation_table(rows: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
     selected = rows[rows["method"] != "random"]
     metrics = ("target_log_ratio", "target_pct_change", "sentence_log_ratio")
     first = selected.groupby(KEYS + ["method"], sort=False).first().reset_index()
-    record_cols = ["n_channels", "baseline_target_ppl", "perturbed_target_ppl", "target_abs_change",
+    record_cols = ["n_channels", "site_width", "baseline_target_ppl", "perturbed_target_ppl", "target_abs_change",
                    "target_pct_change", "target_log_ratio", "sentence_log_ratio"]
     table = first[KEYS + ["method"] + record_cols]
     grouped = random.groupby(KEYS, sort=False)[list(metrics)]
@@ -113,7 +132,10 @@ def perturbation_summary(table: pd.DataFrame, confidence: float = 0.95, seed: in
     for (model, kind, site, method, mode), grp in layer_mean.groupby(
         ["model", "model_type", "site", "method", "mode"], sort=False
     ):
-        record = {"model": model, "model_type": kind, "site": site, "method": method, "mode": mode, "n_relations": len(grp)}
+        k, width = int(round(grp["n_channels"].iloc[0])), int(round(grp["site_width"].iloc[0]))
+        record = {"model": model, "model_type": kind, "site": site, "method": method, "mode": mode,
+                  "comparison": LIKE_FOR_LIKE if site == LIKE_FOR_LIKE_SITE else "secondary",
+                  "n_channels": k, "site_width": width, "fraction": k / width, "n_relations": len(grp)}  # fmt: skip
         for name, column in (("selected", "target_log_ratio"), ("random", "random_target_log_ratio_mean")):
             values = grp[column].to_numpy()
             low, high = bootstrap_ci(values, confidence=confidence, seed=seed) if len(values) > 1 else (values[0], values[0])
@@ -133,22 +155,101 @@ def perturbation_summary(table: pd.DataFrame, confidence: float = 0.95, seed: in
     return pd.DataFrame(out)
 
 
+def perturbation_comparison(table: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The headline SSM-vs-Transformer test at the residual stream (module docstring, ``comparison``).
+
+    One row per method × mode × (SSM model, Transformer model) perturbed at the same fraction of the residual
+    stream; models whose fractions differ are not compared (there is no row for them).
+
+    Raises:
+        ValueError: the two models were measured on different relations.
+    """
+    rows = table[(table["layer"] == -1) & (table["site"] == LIKE_FOR_LIKE_SITE)].copy()
+    rows["excess"] = rows["target_log_ratio"] - rows["random_target_log_ratio_mean"]
+    rows["fraction"] = rows["n_channels"] / rows["site_width"]
+    models = rows[["model", "model_type", "fraction"]].drop_duplicates("model")
+    ssm = models[models["model_type"].isin(SSM_TYPES)]
+    transformers = models[~models["model_type"].isin(SSM_TYPES)]
+    out = []
+    for (method, mode), grp in rows.groupby(["method", "mode"], sort=False):
+        for a in ssm.itertuples():
+            for b in transformers.itertuples():
+                if not math.isclose(a.fraction, b.fraction, rel_tol=0.02):
+                    continue
+                left = grp[grp["model"] == a.model].set_index("relation")["excess"]
+                right = grp[grp["model"] == b.model].set_index("relation")["excess"]
+                if left.empty or right.empty:
+                    continue
+                if set(left.index) != set(right.index):
+                    raise ValueError(
+                        f"{a.model} and {b.model} were measured on different relations "
+                        f"({sorted(set(left.index) ^ set(right.index))}); the comparison is paired over relations"
+                    )
+                d = (left - right.reindex(left.index)).to_numpy(dtype=float)
+                test = paired_mean_difference(d, confidence=confidence, seed=seed)
+                pick = grp.set_index("model")
+                out.append({
+                    "site": LIKE_FOR_LIKE_SITE, "method": method, "mode": mode, "ssm_model": a.model,
+                    "transformer_model": b.model, "ssm_fraction": a.fraction, "transformer_fraction": b.fraction,
+                    "ssm_channels": int(pick.loc[[a.model], "n_channels"].iloc[0]),
+                    "transformer_channels": int(pick.loc[[b.model], "n_channels"].iloc[0]),
+                    "n_relations": len(d), "ssm_excess": float(left.mean()), "transformer_excess": float(right.mean()),
+                    "difference": test.estimate, "difference_low": test.low, "difference_high": test.high,
+                    "p_value": test.p_value,
+                })  # fmt: skip
+    return pd.DataFrame(out, columns=COMPARISON_COLUMNS)
+
+
+COMPARISON_COLUMNS = [
+    "site", "method", "mode", "ssm_model", "transformer_model", "ssm_fraction", "transformer_fraction",
+    "ssm_channels", "transformer_channels", "n_relations", "ssm_excess", "transformer_excess",
+    "difference", "difference_low", "difference_high", "p_value",
+]  # fmt: skip
+
+
+def comparison_verdict(row: Mapping[str, Any], confidence: float = 0.95) -> str:
+    """The sentence of one :func:`perturbation_comparison` row; the verdict is p ≤ 1 − confidence with θ's sign."""
+    if not np.isfinite(row["p_value"]):
+        verdict = "is not tested (fewer than two relations)"
+    elif row["p_value"] <= 1.0 - confidence:
+        more = "more" if row["difference"] > 0 else "less"
+        verdict = f"disrupts {row['ssm_model']} {more} than {row['transformer_model']}"
+    else:
+        verdict = f"does not distinguish {row['ssm_model']} from {row['transformer_model']}"
+    return (
+        f"Like for like (residual stream, {row['ssm_channels']} and {row['transformer_channels']} channels = "
+        f"{row['ssm_fraction']:.1%} and {row['transformer_fraction']:.1%} of the width), {row['method']} "
+        f"selection, {row['mode']}: selected − random log-ratio {row['ssm_excess']:+.3f} ({row['ssm_model']}) vs "
+        f"{row['transformer_excess']:+.3f} ({row['transformer_model']}); the selection {verdict} (test: mean over "
+        f"{row['n_relations']} relations of the difference {_fmt(row['difference'], row['difference_low'], row['difference_high'])} "
+        f"(bootstrap interval), sign-flip test over relations {format_p_value(row['p_value'])})."
+    )
+
+
 def _fmt(value: float, low: float, high: float) -> str:
     return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def comparison_sentences(
-    summary: pd.DataFrame, jacobian: pd.DataFrame | None = None, confidence: float = 0.95
+    summary: pd.DataFrame,
+    jacobian: pd.DataFrame | None = None,
+    confidence: float = 0.95,
+    comparison: pd.DataFrame | None = None,
 ) -> list[str]:
     """Plain-text statements of the SSM-vs-Transformer comparison, every number with its interval.
+
+    First the headline rows of ``comparison`` (:func:`perturbation_comparison`, residual stream, same fraction),
+    then the per-model rows, like-for-like (residual) before secondary (MLP neurons, Δ channels; each states
+    its k and fraction).
 
     The verdict of a row ("raises the perplexity more than random channels" / "is not distinguished") comes from
     one test: the sign-flip test over relations of the mean paired difference selected − random (p ≤
     1 − ``confidence``, with the sign of the difference); with two relations the smallest possible p is 0.5, so
     no verdict is reached. The per-relation count is Holm-adjusted.
     """
-    lines = []
-    for _, r in summary.iterrows():
+    lines = [comparison_verdict(row, confidence) for _, row in (comparison if comparison is not None else pd.DataFrame()).iterrows()]
+    order = summary.assign(_secondary=summary["comparison"] != LIKE_FOR_LIKE).sort_values("_secondary", kind="stable")
+    for _, r in order.iterrows():
         family = "SSM" if r["model_type"] in SSM_TYPES else "Transformer"
         if not np.isfinite(r["diff_p"]):
             verdict = "is not tested (fewer than two relations)"
@@ -159,7 +260,8 @@ def comparison_sentences(
         else:
             verdict = "is not distinguished from random channels"
         lines.append(
-            f"{r['model']} ({family}), {r['site']} channels by {r['method']}, {r['mode']}: mean target log-ratio "
+            f"{r['comparison'].replace('_', ' ')}: {r['model']} ({family}), {r['site']} channels "
+            f"(k = {r['n_channels']} of {r['site_width']}, {r['fraction']:.1%}) by {r['method']}, {r['mode']}: mean target log-ratio "
             f"{_fmt(r['selected_log_ratio'], r['selected_low'], r['selected_high'])} vs random "
             f"{_fmt(r['random_log_ratio'], r['random_low'], r['random_high'])}; the selection {verdict} "
             f"(test: mean over {r['n_relations']} relations of selected − random "
@@ -172,7 +274,11 @@ def comparison_sentences(
         for model, grp in jacobian.groupby("model", sort=False):
             g = grp.sort_values("layer")
             lines.append(
-                f"{model} Jacobian: sensitivity E‖Jv‖ per layer "
+                f"{model} Jacobian: relative sensitivity E‖Jv‖·‖h‖/‖f‖ per layer (free of the activation scale; "
+                "compares architectures) "
+                + ", ".join(f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(
+                    g.relative_sensitivity_mean, g.relative_sensitivity_low, g.relative_sensitivity_high))
+                + "; absolute sensitivity E‖Jv‖, unit ‖v‖ (compares layers of one model) "
                 + ", ".join(f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in zip(g.sensitivity_mean, g.sensitivity_low, g.sensitivity_high))
                 + "; spectral norm (power-iteration lower bound, mean over texts) "
                 + ", ".join(f"{v:.3g}" for v in g.spectral_norm_mean)

@@ -262,17 +262,3 @@ def robustness_models(config: Mapping[str, Any], models: Sequence[str]) -> dict[
 def has_pairs(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]] | None = None) -> bool:
     """Whether the map holds at least one pair to compare (see :func:`comparison_arms`)."""
     return bool(comparison_arms(models, pairs))
-
-
-def robustness_errors(config: Mapping[str, Any]) -> list[str]:
-    """What the schema cannot check: every name of ``robustness_difference.pairs`` is a configured model, the
-    two of a pair differ."""
-    section = config.get("robustness_difference") or {}
-    errors = []
-    for i, pair in enumerate(section.get("pairs") or []):
-        for j, name in enumerate(pair):
-            if name not in config["models"]:
-                errors.append(f"config key 'robustness_difference.pairs.{i}.{j}': {name!r} is not a configured model")
-        if len(pair) == 2 and pair[0] == pair[1]:
-            errors.append(f"config key 'robustness_difference.pairs.{i}': a model is compared with itself")
-    return errors

@@ -48,6 +48,31 @@ def parse_spec(text: str, kind: str) -> dict[str, Any]:
     return spec
 
 
+def held_out_items(data, scores_path: str):
+    """``(data without the items the head scores were computed on, those item ids)``.
+
+    Heads are selected by HeadIG scores and validated on other items: the attribution stage records the ids
+    of the items it attributed in its output's metadata (``items``), and every such item is left out here,
+    so a pruning or sparse-attention curve never measures the items the ranking was fitted to.
+
+    Raises:
+        ValueError: the scores file has no record of its items, or no item is left.
+    """
+    from attnlab.io import read_metadata
+
+    selection = read_metadata(scores_path).get("items")
+    if selection is None:
+        raise ValueError(
+            f"--scores {scores_path}: no record of the items its scores were computed on (metadata key 'items'); "
+            "rerun the attribution stage"
+        )
+    selection = [str(i) for i in selection]
+    held_out = data[~data["id"].astype(str).isin(set(selection))].reset_index(drop=True)
+    if held_out.empty:
+        raise ValueError(f"every item of the data was used to compute the head scores {scores_path}; none is left to validate on")
+    return held_out, selection
+
+
 def _load(args: argparse.Namespace, kind: str):
     """Parse the spec, load the model, data, exemplars, scores; build the Measurer."""
     import torch
@@ -87,10 +112,13 @@ def _load(args: argparse.Namespace, kind: str):
         model, tokenizer, eval_spec=eval_spec, exemplars=exemplars,
         objective=ObjectiveSpec.from_config(spec["objective"], int(spec["objective_seed"])), labels=labels,
     )
-    data = read_parquet(args.data)
+    data, selection_items = held_out_items(read_parquet(args.data), args.scores)
+    measured = {"pass_items": [str(i) for i in data["id"].head(spec["pass_items"])],
+                "loss_items": [str(i) for i in data["id"].head(spec["loss_items"])]}  # fmt: skip
     metadata = {
         "stage": f"validation_{kind}", "spec": spec, "eval_spec": eval_spec, **labels,
         "data": str(args.data), "scores_file": str(args.scores), "model_location": str(args.model),
+        "selection_items": selection_items, "measured_items": measured,
     }
     return spec, grid, data, measurer, labels, metadata
 
@@ -226,7 +254,7 @@ def _guard(handler):
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="local HF folder or hub id (attnlab.models.loader)")
-    parser.add_argument("--data", required=True, help="data-stage Parquet of the items (the first ones are used)")
+    parser.add_argument("--data", required=True, help="data-stage Parquet of the items (the first ones the head scores were not computed on are used)")
     parser.add_argument("--train", default=None, help="train-split Parquet for few-shot exemplars (num_fewshot > 0)")
     parser.add_argument("--scores", required=True, help="attribution scores Parquet (layer, head, score)")
     parser.add_argument("--spec", required=True, help="the stage spec as JSON (see the module docstring)")
