@@ -33,7 +33,7 @@ OVERRIDES = {
     "attribution": {"items": 2, "ig_steps": 3, "path_samples": 2, "batch_rows": 8},
     "validation": {"pass_items": 2, "loss_items": 2, "max_new_tokens": 6, "batch_size": 2,
                    "pruning": {"fractions": [0.0, 0.5]}, "sparse": {"budgets": [0.5]}},
-    "perturbation": {"relation_names": ["capital"], "max_facts": 2, "templates": [0, 1, 2],
+    "perturbation": {"relation_names": ["capital"], "max_facts": 3, "templates": [0, 2], "selection_templates": [1],
                      "jacobian": {"num_texts": 6, "num_vectors": 2, "power_iterations": 2}},
 }
 

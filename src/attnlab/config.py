@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -151,6 +152,32 @@ def fill_defaults(instance: Any, schema: Mapping[str, Any], root: Mapping[str, A
             if key not in properties:
                 fill_defaults(value, extra, root)
     return instance
+
+
+@lru_cache(maxsize=1)
+def _study_schema() -> dict[str, Any]:
+    return load_schema()
+
+
+def schema_defaults(*keys: str) -> dict[str, Any]:
+    """The values the config schema fills into an empty object at ``keys``: the one source of every default.
+
+    ``keys`` walk the schema's ``properties`` (``"*"``: the value schema of a map, ``additionalProperties``;
+    a first key ``"$defs"`` names a shared definition), e.g. ``schema_defaults("sft", "recipes", "*", "lora")``
+    or ``schema_defaults("$defs", "diffusion_generation")``. Returns a fresh copy.
+    """
+    root = _study_schema()
+    node: Mapping[str, Any] = root
+    for i, key in enumerate(keys):
+        node = _resolve(node, root)
+        if key == "$defs" and i == 0:
+            node = root["$defs"]
+        elif key == "*":
+            node = node["additionalProperties"]
+        else:
+            node = node["properties"][key] if "properties" in node else node[key]
+    node = _resolve(node, root)
+    return fill_defaults(copy.deepcopy(node.get("default", {})), node, root)
 
 
 def as_name_list(value: Any) -> list[str]:
@@ -294,7 +321,7 @@ def _sft_errors(config: Mapping[str, Any]) -> list[str]:
                 )
         if sum(recipe["noise_mix"].values()) <= 0:
             errors.append(f"config key '{where}.noise_mix': the proportions must not all be 0")
-        if recipe["method"] == "full" and recipe.get("lora") not in (None, {}, SFT_LORA_DEFAULTS):
+        if recipe["method"] == "full" and recipe.get("lora") not in (None, {}, schema_defaults("sft", "recipes", "*", "lora")):
             errors.append(f"config key '{where}.lora': set method: lora to use LoRA settings")
     return errors
 
@@ -805,7 +832,7 @@ def diffusion_settings(config: Mapping[str, Any], spec: Mapping[str, Any]) -> di
     """
     if not uses_diffusion_generation(spec):
         return None
-    settings = {"block_length": 32, "remasking": "low_confidence", "seed": 0, **spec.get("diffusion", {})}
+    settings = {**schema_defaults("$defs", "diffusion_generation"), **spec.get("diffusion", {})}
     settings.setdefault("answer_length", int(config["evaluation"]["max_new_tokens"]))
     settings.setdefault("steps", settings["answer_length"])
     return settings
@@ -1032,7 +1059,6 @@ SFT_SEPARATOR = "+sft-"
 SFT_PRESET_SAMPLES: dict[str, int | None] = {"quick": 200, "standard": 2000, "full": None}
 #: architectures SFT does not handle (masked diffusion has no next-token loss)
 SFT_UNSUPPORTED_ARCHITECTURES: frozenset[str] = frozenset(architecture_names(causal=False))
-SFT_LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": None, "merge": True}
 
 
 def sft_enabled(config: Mapping[str, Any]) -> bool:

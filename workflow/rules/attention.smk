@@ -27,9 +27,7 @@ rule attention_measure:
         f"{BENCH}/attention_measure/{{model}}/{{base}}.tsv"
     threads: threads_for("attention")
     resources:
-        mem_mb=rule_resource("attention", "mem_mb", 4000),
-        runtime=rule_resource("attention", "runtime", 30),
-        gpu=rule_resource("attention", "gpu", 0),
+        **stage_resources("attention"),
     conda:
         ENV
     shell:
@@ -64,8 +62,7 @@ rule attention_tables:
         f"{BENCH}/attention_tables/attention_tables.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:
@@ -98,8 +95,7 @@ rule attention_figures:
         f"{BENCH}/attention_figures/attention_figures.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:

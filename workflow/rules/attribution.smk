@@ -36,9 +36,7 @@ rule attribution:
         f"{BENCH}/attribution/{{model}}/{{base}}.tsv"
     threads: threads_for("attribution")
     resources:
-        mem_mb=rule_resource("attribution", "mem_mb", 4000),
-        runtime=rule_resource("attribution", "runtime", 30),
-        gpu=rule_resource("attribution", "gpu", 0),
+        **stage_resources("attribution"),
     conda:
         ENV
     shell:
@@ -76,8 +74,7 @@ rule attribution_report:
         f"{BENCH}/attribution_report/attribution_report.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:

@@ -7,6 +7,7 @@ import shlex
 
 from attnlab.config import (
     ConfigError,
+    schema_defaults,
     diffusion_adaptation_spec,
     diffusion_init_source,
     fewshot_seed,
@@ -84,8 +85,36 @@ def shell_arg(value):
     return shlex.quote(str(value))
 
 
+#: each stage's job resources unless ``rule_resources.<stage>`` sets them: (mem_mb, runtime in minutes, gpu);
+#: gpu None = the stage's jobs never ask for a GPU
+STAGE_RESOURCES = {
+    "data": (2000, 30, None),
+    "tokenizer": (2000, 30, None),
+    "prefetch": (2000, 120, None),
+    "report": (2000, 10, None),
+    "pretrain": (4000, 60, 0),
+    "evaluate": (4000, 60, 0),
+    "sft": (4000, 60, 0),
+    "attention": (4000, 30, 0),
+    "needle": (4000, 30, 0),
+    "attribution": (4000, 30, 0),
+    "validation": (4000, 30, 0),
+    "perturbation": (4000, 30, 0),
+    "jacobian": (4000, 30, 0),
+}
+
+
 def rule_resource(stage, key, default):
     return STUDY.get("rule_resources", {}).get(stage, {}).get(key, default)
+
+
+def stage_resources(stage):
+    """The ``resources:`` of a stage's jobs: ``rule_resources.<stage>`` over :data:`STAGE_RESOURCES`."""
+    mem_mb, runtime, gpu = STAGE_RESOURCES[stage]
+    resources = {"mem_mb": rule_resource(stage, "mem_mb", mem_mb), "runtime": rule_resource(stage, "runtime", runtime)}
+    if gpu is not None:
+        resources["gpu"] = rule_resource(stage, "gpu", gpu)
+    return resources
 
 
 def threads_for(stage, default=1):
@@ -517,9 +546,8 @@ _PROBE_KEYS = ("relation_names", "max_facts", "templates", "selection_templates"
 
 
 def facts_corpus_spec():
-    """The facts corpus settings (schema defaults when the study has no perturbation section)."""
-    corpus = (PERTURBATION or {}).get("corpus", {})
-    return {"relations": corpus.get("relations", "fictional"), "repeats": corpus.get("repeats", 10)}
+    """The facts corpus settings (the schema's defaults when the study has no perturbation section)."""
+    return PERTURBATION["corpus"] if PERTURBATION else schema_defaults("perturbation", "corpus")
 
 
 def perturbation_relations(model):

@@ -15,8 +15,7 @@ rule data_train:
         f"{BENCH}/data_train/{{base}}.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("data", "mem_mb", 2000),
-        runtime=rule_resource("data", "runtime", 30),
+        **stage_resources("data"),
     conda:
         ENV
     shell:
@@ -40,8 +39,7 @@ rule data_clean:
         f"{BENCH}/data_clean/{{base}}.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("data", "mem_mb", 2000),
-        runtime=rule_resource("data", "runtime", 30),
+        **stage_resources("data"),
     conda:
         ENV
     shell:
@@ -63,8 +61,7 @@ rule data_noise:
         f"{BENCH}/data_noise/{{base}}/{{noise}}.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("data", "mem_mb", 2000),
-        runtime=rule_resource("data", "runtime", 30),
+        **stage_resources("data"),
     conda:
         ENV
     shell:

@@ -18,9 +18,7 @@ rule evaluate:
         f"{BENCH}/evaluate/{{model}}/{{base}}/{{variant}}.tsv"
     threads: threads_for("evaluate")
     resources:
-        mem_mb=rule_resource("evaluate", "mem_mb", 4000),
-        runtime=rule_resource("evaluate", "runtime", 60),
-        gpu=rule_resource("evaluate", "gpu", 0),
+        **stage_resources("evaluate"),
     conda:
         ENV
     shell:

@@ -23,8 +23,7 @@ rule sft_data:
         f"{BENCH}/sft_data/{{recipe}}.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("data", "mem_mb", 2000),
-        runtime=rule_resource("data", "runtime", 30),
+        **stage_resources("data"),
     conda:
         ENV
     shell:
@@ -59,9 +58,7 @@ rule sft:
         f"{BENCH}/sft/{{sft_base}}+sft-{{recipe}}.tsv"
     threads: threads_for("sft")
     resources:
-        mem_mb=rule_resource("sft", "mem_mb", 4000),
-        runtime=rule_resource("sft", "runtime", 60),
-        gpu=rule_resource("sft", "gpu", 0),
+        **stage_resources("sft"),
     conda:
         ENV
     shell:
@@ -95,8 +92,7 @@ rule sft_tables:
         f"{BENCH}/sft_tables/sft_tables.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:

@@ -17,8 +17,7 @@ rule tokenizer:
         f"{BENCH}/tokenizer/tokenizer.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("tokenizer", "mem_mb", 2000),
-        runtime=rule_resource("tokenizer", "runtime", 30),
+        **stage_resources("tokenizer"),
     conda:
         ENV
     shell:
@@ -54,9 +53,7 @@ rule pretrain:
         f"{BENCH}/pretrain/{{scratch_model}}.tsv"
     threads: threads_for("pretrain")
     resources:
-        mem_mb=rule_resource("pretrain", "mem_mb", 4000),
-        runtime=rule_resource("pretrain", "runtime", 60),
-        gpu=rule_resource("pretrain", "gpu", 0),
+        **stage_resources("pretrain"),
     conda:
         ENV
     shell:

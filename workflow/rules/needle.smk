@@ -22,8 +22,7 @@ if needle_enabled(STUDY):
             f"{BENCH}/needle/corpus.tsv"
         threads: 1
         resources:
-            mem_mb=rule_resource("data", "mem_mb", 2000),
-            runtime=rule_resource("data", "runtime", 30),
+            **stage_resources("data"),
         conda:
             ENV
         shell:
@@ -49,9 +48,7 @@ if needle_enabled(STUDY):
             f"{BENCH}/needle/{{model}}.tsv"
         threads: threads_for("needle")
         resources:
-            mem_mb=rule_resource("needle", "mem_mb", 4000),
-            runtime=rule_resource("needle", "runtime", 30),
-            gpu=rule_resource("needle", "gpu", 0),
+            **stage_resources("needle"),
         conda:
             ENV
         shell:
@@ -85,8 +82,7 @@ if needle_enabled(STUDY):
             f"{BENCH}/needle/table.tsv"
         threads: 1
         resources:
-            mem_mb=rule_resource("report", "mem_mb", 2000),
-            runtime=rule_resource("report", "runtime", 10),
+            **stage_resources("report"),
         conda:
             ENV
         shell:
@@ -110,8 +106,7 @@ if needle_enabled(STUDY):
             f"{BENCH}/needle/figure.tsv"
         threads: 1
         resources:
-            mem_mb=rule_resource("report", "mem_mb", 2000),
-            runtime=rule_resource("report", "runtime", 10),
+            **stage_resources("report"),
         conda:
             ENV
         shell:

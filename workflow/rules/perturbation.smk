@@ -21,8 +21,7 @@ rule corpus_facts:
         f"{BENCH}/corpus/facts.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("perturbation", "mem_mb", 2000),
-        runtime=rule_resource("perturbation", "runtime", 10),
+        **stage_resources("data"),
     conda:
         ENV
     shell:
@@ -63,9 +62,7 @@ if PERTURBATION_MODELS:
             f"{BENCH}/perturbation/{{model}}.tsv"
         threads: threads_for("perturbation")
         resources:
-            mem_mb=rule_resource("perturbation", "mem_mb", 4000),
-            runtime=rule_resource("perturbation", "runtime", 30),
-            gpu=rule_resource("perturbation", "gpu", 0),
+            **stage_resources("perturbation"),
         conda:
             ENV
         shell:
@@ -93,9 +90,7 @@ if PERTURBATION_MODELS:
             f"{BENCH}/jacobian/{{model}}.tsv"
         threads: threads_for("jacobian")
         resources:
-            mem_mb=rule_resource("jacobian", "mem_mb", 4000),
-            runtime=rule_resource("jacobian", "runtime", 30),
-            gpu=rule_resource("jacobian", "gpu", 0),
+            **stage_resources("jacobian"),
         conda:
             ENV
         shell:
@@ -141,8 +136,7 @@ if PERTURBATION_MODELS:
             f"{BENCH}/perturbation/tables.tsv"
         threads: 1
         resources:
-            mem_mb=rule_resource("report", "mem_mb", 2000),
-            runtime=rule_resource("report", "runtime", 10),
+            **stage_resources("report"),
         conda:
             ENV
         shell:
@@ -180,8 +174,7 @@ if PERTURBATION_MODELS:
             f"{BENCH}/perturbation/figures.tsv"
         threads: 1
         resources:
-            mem_mb=rule_resource("report", "mem_mb", 2000),
-            runtime=rule_resource("report", "runtime", 10),
+            **stage_resources("report"),
         conda:
             ENV
         shell:

@@ -35,8 +35,7 @@ rule prefetch_model:
         f"{BENCH}/prefetch/models/{{model}}.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("prefetch", "mem_mb", 2000),
-        runtime=rule_resource("prefetch", "runtime", 120),
+        **stage_resources("prefetch"),
     conda:
         ENV
     shell:
@@ -63,8 +62,7 @@ rule prefetch_dataset:
         f"{BENCH}/prefetch/datasets/{{base}}.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("prefetch", "mem_mb", 2000),
-        runtime=rule_resource("prefetch", "runtime", 120),
+        **stage_resources("prefetch"),
     conda:
         ENV
     shell:

@@ -33,8 +33,7 @@ rule tables:
         f"{BENCH}/tables/tables.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:
@@ -66,8 +65,7 @@ rule figures:
         f"{BENCH}/figures/figures.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:
@@ -110,8 +108,7 @@ rule robustness_difference:
         f"{BENCH}/tables/robustness_difference.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:
@@ -159,8 +156,7 @@ if SEED_GROUPS:
             f"{BENCH}/tables/seeds.tsv"
         threads: 1
         resources:
-            mem_mb=rule_resource("report", "mem_mb", 2000),
-            runtime=rule_resource("report", "runtime", 10),
+            **stage_resources("report"),
         conda:
             ENV
         shell:

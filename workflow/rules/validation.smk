@@ -31,9 +31,7 @@ rule validation_pruning:
         f"{BENCH}/validation/{{model}}/{{base}}/pruning.tsv"
     threads: threads_for("validation")
     resources:
-        mem_mb=rule_resource("validation", "mem_mb", 4000),
-        runtime=rule_resource("validation", "runtime", 30),
-        gpu=rule_resource("validation", "gpu", 0),
+        **stage_resources("validation"),
     conda:
         ENV
     shell:
@@ -59,9 +57,7 @@ rule validation_sparse:
         f"{BENCH}/validation/{{model}}/{{base}}/sparse.tsv"
     threads: threads_for("validation")
     resources:
-        mem_mb=rule_resource("validation", "mem_mb", 4000),
-        runtime=rule_resource("validation", "runtime", 30),
-        gpu=rule_resource("validation", "gpu", 0),
+        **stage_resources("validation"),
     conda:
         ENV
     shell:
@@ -112,8 +108,7 @@ rule validation_tables:
         f"{BENCH}/validation_tables/validation_tables.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:
@@ -148,8 +143,7 @@ rule validation_figures:
         f"{BENCH}/validation_figures/validation_figures.tsv"
     threads: 1
     resources:
-        mem_mb=rule_resource("report", "mem_mb", 2000),
-        runtime=rule_resource("report", "runtime", 10),
+        **stage_resources("report"),
     conda:
         ENV
     shell:

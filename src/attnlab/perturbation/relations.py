@@ -22,7 +22,6 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -197,6 +196,8 @@ def facts_corpus(relations: Mapping[str, Mapping[str, Any]], repeats: int, seed:
 
 def sample_texts(sentences: list[str], num_texts: int, seed: int) -> list[str]:
     """``num_texts`` distinct sentences drawn with ``numpy.random.default_rng(seed)``, in drawn order."""
+    import numpy as np
+
     if num_texts > len(sentences):
         raise ValueError(f"jacobian.num_texts={num_texts} but only {len(sentences)} sentences are available")
     order = np.random.default_rng(seed).choice(len(sentences), size=num_texts, replace=False)

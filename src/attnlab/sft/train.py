@@ -75,7 +75,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 #: recipe keys that describe the training set, not the optimisation (accepted, recorded only)
 DATA_KEYS: frozenset[str] = frozenset({"dataset", "split", "noise_mix", "samples"})
-LORA_DEFAULTS: dict[str, Any] = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": None, "merge": True}
 CHECKPOINT_FILE = "state.pt"
 
 
@@ -120,8 +119,11 @@ def validate_sft_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if out["method"] not in ("full", "lora"):
         raise ValueError(f"sft spec key 'method' must be 'full' or 'lora', got {out['method']!r}")
     if out["method"] == "lora":
-        lora = {**LORA_DEFAULTS, **(out.get("lora") or {})}
-        unknown_lora = sorted(set(lora) - set(LORA_DEFAULTS))
+        from attnlab.config import schema_defaults
+
+        defaults = schema_defaults("sft", "recipes", "*", "lora")  # the config schema's LoRA defaults
+        lora = {**defaults, **(out.get("lora") or {})}
+        unknown_lora = sorted(set(lora) - set(defaults))
         if unknown_lora:
             raise ValueError(f"sft spec key 'lora' has unknown keys {unknown_lora}")
         out["lora"] = lora
