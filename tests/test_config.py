@@ -114,6 +114,14 @@ def test_skip_sft_removes_the_fine_tuned_variants(default_config: dict) -> None:
     assert model_variants({**config, "skip_sft": True}, names) == names
 
 
+def test_command_line_booleans_are_booleans_and_other_strings_are_named(default_config: dict) -> None:
+    """``snakemake --config skip_sft=true`` passes the string "true" (as the README's commands do)."""
+    config = validate_config({**default_config, "skip_sft": "true", "skip_attention": "False"}, base_dir=REPO)
+    assert config["skip_sft"] is True and config["skip_attention"] is False
+    message = _rejected({**default_config, "skip_sft": "yes"})
+    assert "skip_sft" in message and "'yes' is not of type 'boolean'" in message
+
+
 def test_diffllama_needs_even_heads(default_config: dict) -> None:
     config = copy.deepcopy(default_config)
     config["models"]["diffllama"].update(num_heads=1)

@@ -913,6 +913,23 @@ def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str
     return train
 
 
+#: how a boolean arrives from ``snakemake --config key=value`` (Snakemake passes ``true`` on as a string)
+_COMMAND_LINE_BOOLEANS = {"true": True, "false": False}
+
+
+def command_line_booleans(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the strings ``true`` / ``false`` (any case) of top-level boolean keys made booleans.
+
+    ``snakemake --config skip_sft=true`` hands the workflow the string ``"true"``; any other string stays as it
+    is, so the schema still rejects ``skip_sft=yes`` naming the key.
+    """
+    for key, sub in schema.get("properties", {}).items():
+        value = config.get(key)
+        if isinstance(value, str) and _resolve(sub, schema).get("type") == "boolean":
+            config[key] = _COMMAND_LINE_BOOLEANS.get(value.lower(), value)
+    return config
+
+
 def validate_config(
     config: Mapping[str, Any],
     schema_path: str | Path = SCHEMA_PATH,
@@ -930,7 +947,7 @@ def validate_config(
         ConfigError: listing every problem, each naming its key.
     """
     schema = load_schema(schema_path)
-    config = copy.deepcopy(dict(config))
+    config = command_line_booleans(copy.deepcopy(dict(config)), schema)
     errors = schema_errors(config, schema)
     if not errors:
         fill_defaults(config, schema)

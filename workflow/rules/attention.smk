@@ -103,12 +103,3 @@ rule attention_figures:
         "--out-dir {params.out_dir} > {log} 2>&1"
         + code_marker("attnlab.attention.cli:_figures")
 
-
-if ATTENTION_MODELS:
-    STAGE_TARGETS.extend(
-        [
-            f"{RESULTS}/tables/attention_ratios.parquet",
-            *[f"{RESULTS}/figures/attention/{m}_ni_heatmap.png" for m in ATTENTION_MODELS],
-            *[f"{RESULTS}/figures/attention/{m}_token_maps.png" for m in ATTENTION_MODELS],
-        ]
-    )

@@ -82,6 +82,3 @@ rule attribution_report:
         "--figures-dir {params.figures_dir} > {log} 2>&1"
         + code_marker("attnlab.attribution.cli:_handle_report")
 
-
-if ATTRIBUTION_MODELS and ATTRIBUTION_METHODS:
-    STAGE_TARGETS.append(f"{RESULTS}/tables/attribution_correlations.parquet")

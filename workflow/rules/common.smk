@@ -45,6 +45,7 @@ except ConfigError as err:
 # (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
 # reruns the rule's jobs. `--rerun-triggers mtime params input software-env` leaves code changes out.
 from attnlab.fingerprint import code_marker
+from attnlab.stages import stage_targets
 
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
@@ -194,8 +195,8 @@ def seed_group_eval_outputs():
     return expand(f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet", model=members, base=DATASETS, variant=VARIANTS)
 
 
-#: final targets of the analysis stages; each stage's rule file extends it
-STAGE_TARGETS = []
+#: final targets of the analysis stages, from each stage's settings module (attnlab.stages)
+STAGE_TARGETS = stage_targets(STUDY, RESULTS)
 
 
 def all_outputs():

@@ -99,12 +99,3 @@ rule sft_tables:
         "attnlab report sft --inputs {input} --out-dir {params.out_dir} --figure {output.figure} > {log} 2>&1"
         + code_marker("attnlab.report.cli:run_sft")
 
-
-if SFT_VARIANTS:
-    STAGE_TARGETS.extend(
-        [
-            *(f"{RESULTS}/training/{m}/loss.png" for m in SFT_VARIANTS),
-            f"{RESULTS}/tables/sft.parquet",
-            f"{RESULTS}/figures/sft.png",
-        ]
-    )

@@ -112,11 +112,3 @@ if needle_enabled(STUDY):
         shell:
             "attnlab needle figure --table {input} --out {output} > {log} 2>&1"
             + code_marker("attnlab.needle.cli:_cmd_figure")
-
-    STAGE_TARGETS.extend(
-        [
-            f"{RESULTS}/tables/needle_depth.parquet",
-            f"{RESULTS}/tables/needle_depth.md",
-            f"{RESULTS}/figures/needle_depth.png",
-        ]
-    )

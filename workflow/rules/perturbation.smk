@@ -32,17 +32,6 @@ rule corpus_facts:
 
 if PERTURBATION_MODELS:
 
-    STAGE_TARGETS.extend(
-        [
-            f"{RESULTS}/tables/perturbation.parquet",
-            f"{RESULTS}/tables/perturbation_comparison.parquet",
-            f"{RESULTS}/tables/jacobian.parquet",
-            f"{RESULTS}/figures/perturbation/relations.png",
-            f"{RESULTS}/figures/perturbation/layers.png",
-            f"{RESULTS}/figures/perturbation/jacobian.png",
-        ]
-    )
-
     rule perturbation:
         input:
             unpack(model_inputs),

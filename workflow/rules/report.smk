@@ -75,7 +75,7 @@ rule figures:
 
 # Is differential attention more robust? DiffLlama − Llama difference of noise drops, paired over items
 # (training seeds as clusters when the evaluated models include replicates); attnlab.report.robustness.
-from attnlab.report.robustness import has_pairs as _robustness_has_pairs, robustness_models as _robustness_models
+from attnlab.report.settings import robustness_models as _robustness_models
 
 ROBUSTNESS_MODELS = _robustness_models(STUDY, MODELS)
 ROBUSTNESS_PAIRS = (STUDY.get("robustness_difference") or {}).get("pairs")
@@ -116,9 +116,6 @@ rule robustness_difference:
         "--parquet {output.table} --markdown {output.markdown} > {log} 2>&1"
         + code_marker("attnlab.report.cli:run_robustness_difference")
 
-
-if _robustness_has_pairs(ROBUSTNESS_MODELS, ROBUSTNESS_PAIRS) and NOISE_TYPES and "clean" in VARIANTS:
-    STAGE_TARGETS.append(f"{RESULTS}/tables/robustness_difference.parquet")
 
 
 # pass@1 and the robustness drop pooled over training seeds (pretrain.replicates with evaluate: true)
@@ -163,5 +160,3 @@ if SEED_GROUPS:
             "attnlab report seeds --inputs {input} --groups {params.groups} --seed {params.seed} "
             "--out-dir {params.out_dir} > {log} 2>&1"
             + code_marker("attnlab.report.cli:run_seeds")
-
-    STAGE_TARGETS.extend([f"{RESULTS}/tables/seeds_accuracy.parquet", f"{RESULTS}/tables/seeds.md"])

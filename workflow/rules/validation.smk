@@ -150,17 +150,3 @@ rule validation_figures:
         "attnlab validation figures --tables-dir {params.tables} --out-dir {params.out_dir} > {log} 2>&1"
         + code_marker("attnlab.validation.cli:_handle_figures")
 
-
-if VALIDATION_MODELS:
-    STAGE_TARGETS.extend(
-        [
-            f"{RESULTS}/tables/pruning.parquet",
-            f"{RESULTS}/tables/sparse_attention.parquet",
-            *expand(
-                f"{RESULTS}/figures/validation/{{model}}_{{base}}_{{kind}}.png",
-                model=VALIDATION_MODELS,
-                base=DATASETS,
-                kind=["pruning", "sparse"],
-            ),
-        ]
-    )

@@ -38,11 +38,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from attnlab.io import write_parquet, write_text
+from attnlab.report.settings import comparison_arms, has_pairs, robustness_models  # noqa: F401  (re-exported)
 from attnlab.stats import _expanded_alpha, bootstrap_p_value, format_p_value, holm_adjust, sign_flip_p_value
 
 __all__ = ["DROP_TEST", "drop_difference", "drop_difference_table", "drop_difference_sentences", "write_drop_difference"]
 
-DIFFERENTIAL, STANDARD = "diffllama", "llama"
 CLEAN = "clean"
 METRICS = {"strict": "correct_strict", "flexible": "correct_flexible"}
 DROP_TEST = "sign-flip test over items (two-level bootstrap when training seeds are clusters), Holm over noise types"
@@ -83,48 +83,6 @@ def drop_difference(
         t_value = -sps.norm.ppf(percentile_p / 2.0) / math.sqrt(n / (n - 1.0))
         p = float(min(1.0, 2.0 * sps.t.sf(t_value, n - 1)))
     return estimate, float(low), float(high), p
-
-
-def _label(spec: Mapping[str, Any]) -> str:
-    return spec["base_model"] + (f"+sft-{spec['recipe']}" if spec.get("recipe") else "")
-
-
-def comparison_arms(
-    models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]] | None = None
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """[(arm_a, arm_b)]: each arm ``{"label", "models"}`` holds one model's names over its training seeds.
-
-    ``pairs`` None: by architecture (see the module docstring); else each [a, b] of base model names, with every
-    recipe both have."""
-    if pairs is None:
-        arms = _arms(models)
-        order = sorted(arms, key=lambda key: (key[0], key[1], key[2] or ""))
-        return [  # every differential model against every standard one, zero-shot with zero-shot, +sft-r with +sft-r
-            (arms[a], arms[b])
-            for a in order if a[0] == DIFFERENTIAL
-            for b in order if b[0] == STANDARD and b[2] == a[2]
-        ]
-    by_label: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for name, spec in models.items():
-        arm = by_label.setdefault((spec["base_model"], spec.get("recipe")), {"label": _label(spec), "models": []})
-        arm["models"].append(name)
-    out = []
-    for a, b in pairs:
-        recipes = sorted({r for (m, r) in by_label if m == a} & {r for (m, r) in by_label if m == b}, key=lambda r: r or "")
-        out += [(by_label[(a, r)], by_label[(b, r)]) for r in recipes]
-    return out
-
-
-def _arms(models: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
-    """(architecture, base model, recipe) -> {"label", "models": [names, one per training seed]} for the two
-    paired architectures."""
-    arms: dict[tuple[str, str, str | None], dict[str, Any]] = {}
-    for name, spec in models.items():
-        if spec.get("architecture") not in (DIFFERENTIAL, STANDARD):
-            continue
-        key = (str(spec["architecture"]), str(spec["base_model"]), spec.get("recipe"))
-        arms.setdefault(key, {"label": _label(spec), "models": []})["models"].append(name)
-    return arms
 
 
 def _correct(frames: dict[tuple[str, str, str], pd.Series], model: str, base: str, variant: str, where: str):
@@ -241,24 +199,3 @@ def write_drop_difference(
     )
 
 
-def robustness_models(config: Mapping[str, Any], models: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The ``--models`` map of the evaluated ``models``: ``{name: {"base_model", "architecture", "seed", "recipe"}}``.
-
-    A training-seed replicate (``pretrain.replicates``) has its base model's ``base_model`` and its own seed; an SFT
-    variant ``m+sft-r`` has ``base_model`` m and ``recipe`` r; hub models have ``architecture`` None."""
-    from attnlab.config import model_architecture, parse_sft_name, replicate_models
-
-    replicates = replicate_models(config)
-    out = {}
-    for name in models:
-        parsed = parse_sft_name(name)
-        trained, recipe = parsed if parsed else (name, None)
-        base_model, seed = replicates.get(trained, (trained, int(config["seed"])))
-        out[name] = {"base_model": base_model, "architecture": model_architecture(config, name), "seed": int(seed),
-                     "recipe": recipe}
-    return out
-
-
-def has_pairs(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[str]] | None = None) -> bool:
-    """Whether the map holds at least one pair to compare (see :func:`comparison_arms`)."""
-    return bool(comparison_arms(models, pairs))

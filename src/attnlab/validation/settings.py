@@ -130,3 +130,15 @@ def validation_job_spec(config: Mapping[str, Any], model: str, kind: str) -> dic
     else:
         raise ValueError(f"unknown validation job kind {kind!r}")
     return spec
+
+
+def targets(config: Mapping[str, Any], results: str) -> list[str]:
+    """The pruning and sparse-attention tables and each validated model's two figures per dataset."""
+    from attnlab.config import selected_datasets
+
+    models = validation_models(config)
+    if not models:
+        return []
+    figures = [f"{results}/figures/validation/{m}_{b}_{kind}.png"
+               for m in models for b in selected_datasets(config) for kind in ("pruning", "sparse")]  # fmt: skip
+    return [f"{results}/tables/pruning.parquet", f"{results}/tables/sparse_attention.parquet", *figures]
