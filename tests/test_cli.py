@@ -34,3 +34,25 @@ def test_data_subcommand_does_not_import_torch() -> None:
     code = "import sys; from attnlab.cli import build_parser; build_parser('data'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_bad_input_exits_2_with_one_message_form(tmp_path, capsys) -> None:
+    """Every command: bad input is exit 2 and ``attnlab <command> <subcommand>: error: <what>``."""
+    missing = str(tmp_path / "missing.parquet")
+    assert main(["validation", "tables", "--pruning", missing, "--out-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("attnlab validation tables: error: ")
+    assert main(["report", "tables", "--inputs", missing, "--out-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"attnlab report tables: error: {missing}")
+    spec = '{"templates": [1], "selection_templates": [1], "max_facts": 2}'  # the same phrasing twice
+    assert main(["perturbation", "run", "--model", str(tmp_path / "no-model"), "--model-name", "m", "--relations",
+                 "fictional", "--spec", spec, "--seed", "1", "--out", str(tmp_path / "o.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnlab perturbation run: error: template(s) [1] are both measurement"), err
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_a_key_error_is_named_without_quotes() -> None:
+    from attnlab.cli.convention import error_message
+
+    assert error_message("attnlab x y", KeyError("relation 'a' is not in the knowledge base")) == (
+        "attnlab x y: error: relation 'a' is not in the knowledge base")

@@ -104,5 +104,5 @@ def test_cli_report_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     args = parser.parse_args(
         ["report", "figures", "--tables-dir", str(tmp_path / "none"), "--out-dir", str(tmp_path / "f2")]
     )
-    assert args.func(args) == 1
+    assert args.func(args) == 2  # bad input
     assert "accuracy.parquet: table not found" in capsys.readouterr().err

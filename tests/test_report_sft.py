@@ -78,7 +78,7 @@ def test_report_sft_cli_writes_table_and_figure(tmp_path: Path) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     plot_sft_gain(table, tmp_path / "again.png")
     assert (tmp_path / "again.png").read_bytes() == png  # byte-stable
-    assert main(["report", "sft", "--inputs", inputs[1], "--out-dir", str(out)]) == 1  # base missing: clear error
+    assert main(["report", "sft", "--inputs", inputs[1], "--out-dir", str(out)]) == 2  # base missing: bad input, clear error
 
 
 def test_empty_gain_table_gives_a_placeholder_figure(tmp_path: Path) -> None:

@@ -272,12 +272,12 @@ def test_cli_report_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     args = _parser().parse_args(
         ["report", "tables", "--inputs", inputs[0], inputs[0], "--out-dir", str(tmp_path / "bad")]
     )
-    assert args.func(args) == 1
+    assert args.func(args) == 2  # bad input
     error = capsys.readouterr().err
     assert "appears twice" in error and inputs[0] in error
     assert not (tmp_path / "bad").exists()
 
     missing = str(tmp_path / "nope.parquet")
     args = _parser().parse_args(["report", "tables", "--inputs", missing, "--out-dir", str(tmp_path / "bad")])
-    assert args.func(args) == 1
+    assert args.func(args) == 2
     assert "nope.parquet: evaluation file not found" in capsys.readouterr().err

@@ -35,14 +35,16 @@ import os
 import sys
 from pathlib import Path
 
+from attnlab.cli.convention import EXIT_BAD_INPUT, error_message
 from attnlab.io import read_parquet
 from attnlab.report.figures import plot_accuracy, plot_robustness, plot_sft_gain
 from attnlab.report.tables import METRIC_COLUMNS, accuracy_tables, sft_gain_table, write_tables
 
 
 def _fail(command: str, error: Exception) -> int:
-    print(f"attnlab report {command}: error: {error}", file=sys.stderr)
-    return 1
+    """Bad input (a missing or malformed evaluation file): the convention's message and exit code 2."""
+    print(error_message(f"attnlab report {command}", error), file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def _read_evaluations(sources: list[str]) -> list["pandas.DataFrame"]:

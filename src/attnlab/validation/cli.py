@@ -241,17 +241,6 @@ TESTS_CAPTION = (
 )
 
 
-def _guard(handler):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (ValueError, FileNotFoundError, KeyError) as error:
-            print(f"attnlab validation {args.validation_command}: error: {error}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="local HF folder or hub id (attnlab.models.loader)")
     parser.add_argument("--data", required=True, help="data-stage Parquet of the items (the first ones the head scores were not computed on are used)")
@@ -278,16 +267,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="validation_command", required=True)
     pruning = sub.add_parser("pruning", help="prune most / least / random heads; pass@1 and answer loss")
     _model_arguments(pruning)
-    pruning.set_defaults(func=_guard(_handle_pruning))
+    pruning.set_defaults(func=_handle_pruning)
     sparse = sub.add_parser("sparse", help="dense vs uniform vs adaptive top-k sparse attention")
     _model_arguments(sparse)
-    sparse.set_defaults(func=_guard(_handle_sparse))
+    sparse.set_defaults(func=_handle_sparse)
     tables = sub.add_parser("tables", help="aggregate tables with intervals and paired tests (+ .md, .csv)")
     tables.add_argument("--pruning", nargs="*", default=[], help="per-model pruning.parquet files")
     tables.add_argument("--sparse", nargs="*", default=[], help="per-model sparse.parquet files")
     tables.add_argument("--out-dir", required=True)
-    tables.set_defaults(func=_guard(_handle_tables))
+    tables.set_defaults(func=_handle_tables)
     figures = sub.add_parser("figures", help="one pruning and one sparse figure per model × base")
     figures.add_argument("--tables-dir", required=True)
     figures.add_argument("--out-dir", required=True)
-    figures.set_defaults(func=_guard(_handle_figures))
+    figures.set_defaults(func=_handle_figures)

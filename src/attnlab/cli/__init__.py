@@ -10,6 +10,9 @@ stage by stage::
         --out results/data/synthetic/inf.parquet
     attnlab models tokenizer ...   attnlab models pretrain ...
     attnlab evaluate ...           attnlab report tables ...   attnlab report figures ...
+
+Exit codes and error messages follow one convention (:mod:`attnlab.cli.convention`): 0 success, 1 runtime
+failure, 2 bad input, with ``attnlab <command> <subcommand>: error: <what>``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from attnlab import __version__
+from attnlab.cli.convention import EXIT_BAD_INPUT, run_command
 
 
 def json_object_arg(text: str) -> dict[str, Any]:
@@ -140,9 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_plugins(args.plugin, where="--plugin")
     except PluginError as err:
         print(f"attnlab: error: {err}", file=sys.stderr)
-        return 2
-    return int(args.func(args) or 0)
+        return EXIT_BAD_INPUT
+    return run_command(args.func, args)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
