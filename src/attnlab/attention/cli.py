@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from attnlab.cli.models import add_model_arguments
+
 __all__ = ["register"]
 
 
@@ -122,18 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="attention_command", required=True)
 
     measure = sub.add_parser("measure", help="class masses per item × layer × head of one model on one data table")
-    measure.add_argument("--model", required=True, help="local HF folder or hub id (attnlab.models.loader)")
+    add_model_arguments(measure)
     measure.add_argument("--data", nargs="+", required=True, help="data-stage Parquet tables (key_spans, noise_spans)")
     measure.add_argument("--spec", required=True, help="the attention config section as JSON")
     measure.add_argument("--model-name", required=True)
     measure.add_argument("--base", required=True)
     measure.add_argument("--variant", nargs="+", required=True, help="one label per --data table")
-    measure.add_argument("--device", default="auto")
-    measure.add_argument("--dtype", default="auto")
-    measure.add_argument("--revision", default=None)
-    measure.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
-    measure.add_argument("--trust-remote-code", action="store_true")
-    measure.add_argument("--threads", type=int, default=None)
     measure.add_argument("--mask-tokens", type=int, default=0,
                          help="masked-diffusion LMs: <mask> tokens after the prompt (the answer length)")
     measure.add_argument("--out", nargs="+", required=True, help="allocation Parquet, one per --data table")

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from attnlab.cli.models import add_model_arguments
+
 __all__ = ["register", "score_file"]
 
 LOG = logging.getLogger("attnlab.attribution")
@@ -226,17 +228,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="attribution_command", required=True)
     score = sub.add_parser("score", help="per-head scores of one model with every method of the spec")
-    score.add_argument("--model", required=True, help="local HF folder or hub id (attnlab.models.loader)")
+    add_model_arguments(score, dtype=False)
     score.add_argument("--data", required=True, nargs="+", help="data-stage Parquet file(s) of test items")
     score.add_argument("--variants", required=True, nargs="+", help="the variant name of each --data file")
     score.add_argument("--spec", required=True, help="job spec JSON (or a JSON file)")
     score.add_argument("--model-name", required=True)
     score.add_argument("--base", required=True)
-    score.add_argument("--device", default="auto")
-    score.add_argument("--threads", type=int, default=None)
-    score.add_argument("--trust-remote-code", action="store_true")
-    score.add_argument("--revision", default=None)
-    score.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     score.add_argument("--out-dir", required=True, help="writes {method}.parquet and {method}_items.parquet here")
     score.set_defaults(func=_handle_score)
     corr = sub.add_parser("correlations", help="Spearman correlations between methods' scores")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from attnlab.cli.models import add_model_arguments
 from attnlab.evaluate.evaluate import EVAL_SCHEMA, evaluate_items, normalize_eval_spec
 from attnlab.evaluate.fewshot import exemplar_positions, select_exemplars
 from attnlab.io import read_parquet, write_parquet
@@ -150,19 +151,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="local HF folder or hub id, loaded by attnlab.models.loader")
+    add_model_arguments(parser)
     parser.add_argument("--data", required=True, help="data-stage Parquet table of test items")
     parser.add_argument("--train", default=None, help="train-split Parquet for few-shot exemplars (num_fewshot > 0)")
     parser.add_argument("--spec", required=True, help="eval spec as JSON (or a JSON file)")
     parser.add_argument("--model-name", required=True, help="label written to the 'model' column")
     parser.add_argument("--base", required=True, help="base dataset label written to the 'base' column")
     parser.add_argument("--variant", required=True, help="noise variant label written to the 'variant' column")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
-    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default auto)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (opt-in)")
-    parser.add_argument("--revision", default=None, help="hub revision (commit / tag) of a hub model")
-    parser.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument("--out", required=True, help="output Parquet path")
     parser.set_defaults(func=_handle_evaluate)

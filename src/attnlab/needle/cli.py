@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from attnlab.cli import json_object_arg as _json_arg
+from attnlab.cli.models import add_model_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -156,16 +157,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     corpus.set_defaults(func=_cmd_corpus)
 
     probe = sub.add_parser("probe", help="accuracy and attention masses of one model on the probe items")
-    probe.add_argument("--model", required=True, help="model folder or hub id (loaded with attnlab.models.loader)")
+    add_model_arguments(probe)
     probe.add_argument("--model-name", required=True)
     probe.add_argument("--spec", required=True, type=_json_arg, help="JSON: the probe keys of the needle section")
     probe.add_argument("--seed", required=True, type=int)
-    probe.add_argument("--device", default="auto")
-    probe.add_argument("--dtype", default="auto")
-    probe.add_argument("--revision", default=None)
-    probe.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
-    probe.add_argument("--trust-remote-code", action="store_true")
-    probe.add_argument("--threads", type=int, default=None)
     probe.add_argument("--items-out", default=None, help="also write the probe items (prompts, spans) here")
     probe.add_argument("--no-progress", action="store_true")
     probe.add_argument("--out", required=True)

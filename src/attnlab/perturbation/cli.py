@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.cli import json_object_arg as _json_arg
+from attnlab.cli.models import add_model_arguments
 
 log = logging.getLogger(__name__)
 
@@ -193,17 +194,11 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="save_pretrained folder or hub id")
+    add_model_arguments(parser)
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--relations", required=True, help="knowledge base: fictional, real, or a .yaml path")
     parser.add_argument("--spec", required=True, type=_json_arg, help="JSON: the perturbation config keys")
     parser.add_argument("--seed", required=True, type=int)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--revision", default=None)
-    parser.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
-    parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output Parquet")
 
 

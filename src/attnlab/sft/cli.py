@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from attnlab.cli.models import add_model_arguments
 from attnlab.models.cli import _json_arg
 
 
@@ -68,17 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.set_defaults(func=run_data)
 
     train = commands.add_parser("train", help="fine-tune a model on an SFT training set")
-    train.add_argument("--model", required=True, help="model folder or hub id (loaded by attnlab.models.loader)")
+    add_model_arguments(train, dtype=False)
     train.add_argument("--data", required=True, help="SFT training set (attnlab sft data)")
     train.add_argument("--spec", required=True, type=_json_arg, help="JSON resolved recipe (attnlab.config.sft_recipe)")
     train.add_argument("--out", required=True, help="output model folder (save_pretrained)")
     train.add_argument("--curve", default=None, help="loss-curve Parquet")
     train.add_argument("--curve-plot", default=None, help="loss-curve PNG")
-    train.add_argument("--device", default="auto")
-    train.add_argument("--threads", type=int, default=None, help="torch threads")
-    train.add_argument("--trust-remote-code", action="store_true")
-    train.add_argument("--revision", default=None, help="hub revision of the base model")
-    train.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     train.add_argument("--name", default=None, help="label for the progress bar and plot")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from attnlab.cli.models import add_model_arguments
+
 __all__ = ["register"]
 
 _COMMON_KEYS = ("eval", "objective", "objective_seed", "pass_items", "loss_items")
@@ -242,19 +244,13 @@ TESTS_CAPTION = (
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="local HF folder or hub id (attnlab.models.loader)")
+    add_model_arguments(parser)
     parser.add_argument("--data", required=True, help="data-stage Parquet of the items (the first ones the head scores were not computed on are used)")
     parser.add_argument("--train", default=None, help="train-split Parquet for few-shot exemplars (num_fewshot > 0)")
     parser.add_argument("--scores", required=True, help="attribution scores Parquet (layer, head, score)")
     parser.add_argument("--spec", required=True, help="the stage spec as JSON (see the module docstring)")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--base", required=True)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--revision", default=None)
-    parser.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="output Parquet (one row per condition × item)")
 
 
