@@ -364,8 +364,9 @@ def attribution_score_files(methods=None):
 # Supervised fine-tuning (workflow/rules/finetune.smk): the variant m+sft-r of model m.
 
 from attnlab.config import sft_data_spec, sft_enabled, sft_recipe  # noqa: E402
+from attnlab.sft.settings import fine_tuned_models  # noqa: E402
 
-SFT_VARIANTS = [m for m in MODELS if parse_sft_name(m) is not None]
+SFT_VARIANTS = fine_tuned_models(STUDY)
 # sft.models and their evaluated training-seed replicates (one fine-tune per seed)
 SFT_BASES = list(dict.fromkeys([*(STUDY["sft"]["models"] if sft_enabled(STUDY) else []),
                                 *(parse_sft_name(m)[0] for m in SFT_VARIANTS)]))
@@ -495,10 +496,11 @@ def needle_flags(wildcards):
 # --- attention ---
 # Attention-allocation stage (workflow/rules/attention.smk): which models it measures, the spec, the flags.
 
-from attnlab.config import attention_models, attention_spec
+from attnlab.attention.settings import measured_models
+from attnlab.config import attention_spec
 
 #: models the attention stage measures (attention.models or every model with attention, + SFT variants)
-ATTENTION_MODELS = attention_models(STUDY) if not STUDY.get("skip_attention", True) else []
+ATTENTION_MODELS = measured_models(STUDY)
 
 
 def attention_outputs(model=None):
@@ -538,9 +540,11 @@ def attention_flags(wildcards):
 
 
 # --- perturbation ---
+from attnlab.perturbation.settings import perturbed_models
+
 #: the perturbation section with defaults, or None when the study has none
 PERTURBATION = STUDY.get("perturbation")
-PERTURBATION_MODELS = [m for m in PERTURBATION["models"] if m in MODELS] if PERTURBATION else []
+PERTURBATION_MODELS = perturbed_models(STUDY)
 #: keys of the perturbation section that do not change one model's perturbation rows
 _PERTURBATION_OTHER_KEYS = ("models", "corpus", "jacobian", "relations", "confidence")
 _PROBE_KEYS = ("relation_names", "max_facts", "templates", "selection_templates")

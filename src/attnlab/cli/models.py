@@ -1,4 +1,4 @@
-"""The model arguments every model-running command shares, and the model they load.
+"""The model arguments every model-running command shares.
 
     --model LOCATION         a save_pretrained folder or a hub id (attnlab.models.loader.load_model)
     --device auto|cpu|cuda|cuda:N

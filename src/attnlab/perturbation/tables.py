@@ -167,7 +167,7 @@ def perturbation_comparison(table: pd.DataFrame, confidence: float = 0.95, seed:
     rows = table[(table["layer"] == -1) & (table["site"] == LIKE_FOR_LIKE_SITE)].copy()
     rows["excess"] = rows["target_log_ratio"] - rows["random_target_log_ratio_mean"]
     rows["fraction"] = rows["n_channels"] / rows["site_width"]
-    models = rows[["model", "model_type", "fraction"]].drop_duplicates("model")
+    models = rows[["model", "model_type", "fraction", "n_channels"]].drop_duplicates("model")
     ssm = models[models["model_type"].isin(SSM_TYPES)]
     transformers = models[~models["model_type"].isin(SSM_TYPES)]
     out = []
@@ -187,12 +187,10 @@ def perturbation_comparison(table: pd.DataFrame, confidence: float = 0.95, seed:
                     )
                 d = (left - right.reindex(left.index)).to_numpy(dtype=float)
                 test = paired_mean_difference(d, confidence=confidence, seed=seed)
-                pick = grp.set_index("model")
                 out.append({
                     "site": LIKE_FOR_LIKE_SITE, "method": method, "mode": mode, "ssm_model": a.model,
                     "transformer_model": b.model, "ssm_fraction": a.fraction, "transformer_fraction": b.fraction,
-                    "ssm_channels": int(pick.loc[[a.model], "n_channels"].iloc[0]),
-                    "transformer_channels": int(pick.loc[[b.model], "n_channels"].iloc[0]),
+                    "ssm_channels": int(a.n_channels), "transformer_channels": int(b.n_channels),
                     "n_relations": len(d), "ssm_excess": float(left.mean()), "transformer_excess": float(right.mean()),
                     "difference": test.estimate, "difference_low": test.low, "difference_high": test.high,
                     "p_value": test.p_value,
@@ -247,7 +245,7 @@ def comparison_sentences(
     1 − ``confidence``, with the sign of the difference); with two relations the smallest possible p is 0.5, so
     no verdict is reached. The per-relation count is Holm-adjusted.
     """
-    lines = [comparison_verdict(row, confidence) for _, row in (comparison if comparison is not None else pd.DataFrame()).iterrows()]
+    lines = [] if comparison is None else [comparison_verdict(row, confidence) for _, row in comparison.iterrows()]
     order = summary.assign(_secondary=summary["comparison"] != LIKE_FOR_LIKE).sort_values("_secondary", kind="stable")
     for _, r in order.iterrows():
         family = "SSM" if r["model_type"] in SSM_TYPES else "Transformer"
