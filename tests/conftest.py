@@ -50,7 +50,7 @@ def ci_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict
     Returns (workdir, configfile, config). Tests must not modify the workdir's
     results (dry runs only); a test that needs to change outputs copies them.
     """
-    from attnlab.config import load_yaml
+    from attnlab.study.schema import load_yaml
     from workflow_helpers import snakemake, write_config
 
     workdir = tmp_path_factory.mktemp("study")

@@ -6,7 +6,9 @@ import copy
 
 import pytest
 
-from attnlab.config import ConfigError, attribution_job_spec, attribution_models, load_yaml, validate_config
+from attnlab.attribution.settings import attribution_job_spec, attribution_models
+from attnlab.config import validate_config
+from attnlab.study.schema import ConfigError, load_yaml
 from conftest import REPO
 
 

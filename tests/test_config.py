@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from attnlab.config import (
-    ConfigError,
-    load_yaml,
-    n_test_items,
-    selected_models,
-    selected_variants,
-    validate_config,
-)
+from attnlab.config import validate_config
+from attnlab.study.schema import ConfigError, load_yaml
+from attnlab.study.selections import n_test_items, selected_models, selected_variants
 
 REPO = Path(__file__).resolve().parents[1]
 from conftest import GSM8K_DIR
@@ -106,7 +101,7 @@ def test_selection_must_name_configured_entries(default_config: dict) -> None:
 
 
 def test_skip_sft_removes_the_fine_tuned_variants(default_config: dict) -> None:
-    from attnlab.config import model_variants
+    from attnlab.study.selections import model_variants
 
     config = validate_config(default_config, base_dir=REPO)
     names = selected_models(config)
@@ -141,7 +136,7 @@ def test_presets_and_selections(default_config: dict) -> None:
 
 
 def test_replicates_name_models_and_reject_clashes(tmp_path):
-    from attnlab.config import model_architecture, replicate_models
+    from attnlab.study.models import model_architecture, replicate_models
 
     config = load_yaml(REPO / "configs" / "ci.yaml")
     config["pretrain"]["replicates"] = {"models": ["llama", "diffllama"], "seeds": [11, 12]}
@@ -170,7 +165,9 @@ def test_replicates_name_models_and_reject_clashes(tmp_path):
     ],
 )
 def test_diffusion_init_errors_name_the_key(edit, message: str) -> None:
-    from attnlab.config import ConfigError, diffusion_adaptation_spec, load_yaml, validate_config
+    from attnlab.config import validate_config
+    from attnlab.models.settings import diffusion_adaptation_spec
+    from attnlab.study.schema import ConfigError, load_yaml
     from workflow_helpers import REPO
 
     config = load_yaml(REPO / "configs" / "ci.yaml")
@@ -184,7 +181,11 @@ def test_diffusion_init_errors_name_the_key(edit, message: str) -> None:
 
 
 def test_replicates_are_evaluated_fine_tuned_and_grouped_by_seed() -> None:
-    from attnlab.config import attention_models, attribution_models, load_yaml, seed_groups, study_models, validate_config
+    from attnlab.attention.settings import attention_models
+    from attnlab.attribution.settings import attribution_models
+    from attnlab.config import validate_config
+    from attnlab.study.schema import load_yaml
+    from attnlab.study.selections import seed_groups, study_models
     from workflow_helpers import REPO
 
     config = validate_config(load_yaml(REPO / "config.yaml"))

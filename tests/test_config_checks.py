@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from attnlab.cli import main
-from attnlab.config import ConfigError, load_yaml, selected_models, validate_config
+from attnlab.config import validate_config
+from attnlab.study.schema import ConfigError, load_yaml
+from attnlab.study.selections import selected_models
 from attnlab.hubnames import config_name_problem, repo_id_problem, revision_problem
 from attnlab.yamlload import YAMLFileError, load_yaml_text
 

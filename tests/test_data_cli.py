@@ -58,7 +58,7 @@ def test_outputs_schema_metadata_and_byte_determinism(tmp_path: Path) -> None:
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         run(["data", "base", "--spec", "{not json", "--split", "test", "--seed", "1", "--out", str(tmp_path / "x.parquet")])
-    assert "--spec is not valid JSON" in capsys.readouterr().err
+    assert "argument --spec: neither a JSON object" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run(["data", "base", "--spec", "{}", "--split", "dev", "--seed", "1", "--out", str(tmp_path / "x.parquet")])
     out = tmp_path / "clean.parquet"

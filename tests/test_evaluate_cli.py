@@ -131,17 +131,24 @@ def test_cli_errors(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_spec_from_file_and_bad_json(workspace: Path, tmp_path: Path) -> None:
+    """Every JSON option takes the object as text or as a file; a bad one names the file and line."""
+    import argparse
+
+    from attnlab.cli.convention import json_object_arg
     from attnlab.evaluate.cli import parse_spec
 
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(SPEC))
-    assert parse_spec(str(path))["batch_size"] == 4
+    assert parse_spec(json_object_arg(str(path)))["batch_size"] == 4
+    assert json_object_arg(json.dumps(SPEC)) == SPEC
     bad = tmp_path / "bad.json"
     bad.write_text('{"num_fewshot": 1,\n oops}')
-    with pytest.raises(ValueError, match="bad.json: invalid JSON \\(line 2\\)"):
-        parse_spec(str(bad))
-    with pytest.raises(ValueError, match="neither valid JSON nor a file"):
-        parse_spec("{not json")
+    with pytest.raises(argparse.ArgumentTypeError, match="bad.json: invalid JSON \\(line 2\\)"):
+        json_object_arg(str(bad))
+    with pytest.raises(argparse.ArgumentTypeError, match="neither a JSON object .* nor a file"):
+        json_object_arg("{not json")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a JSON object, got list"):
+        json_object_arg("[1, 2]")
 
 
 def test_evaluate_file_names_the_data_file_on_bad_data(workspace: Path, tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def test_generate_reads_stdin_and_prints_a_readable_report(tmp_path, monkeypatch
 
 
 def test_model_names_resolve_through_the_config(tmp_path):
-    from attnlab.config import load_yaml, validate_config
+    from attnlab.config import validate_config
+    from attnlab.study.schema import load_yaml
 
     from workflow_helpers import REPO
 

@@ -6,7 +6,9 @@ import copy
 
 import pytest
 
-from attnlab.config import ConfigError, load_yaml, needle_models, needle_probe_spec, validate_config
+from attnlab.config import validate_config
+from attnlab.needle.settings import needle_models, needle_probe_spec
+from attnlab.study.schema import ConfigError, load_yaml
 from workflow_helpers import REPO
 
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from attnlab.cli import main
-from attnlab.config import ConfigError, load_yaml, validate_config
+from attnlab.config import validate_config
+from attnlab.study.schema import ConfigError, load_yaml
 from attnlab.paths import REPO_ROOT
 from hfcache_helpers import REYLLAMA_SUBFOLDER, place_in_cache, place_standins
 

@@ -103,7 +103,8 @@ def test_table_pairs_architectures_and_recipes_with_holm(tmp_path):
 def test_models_map_from_the_config():
     from pathlib import Path
 
-    from attnlab.config import load_yaml, validate_config
+    from attnlab.config import validate_config
+    from attnlab.study.schema import load_yaml
 
     config = validate_config(load_yaml(Path(__file__).resolve().parents[1] / "config.yaml"))
     models = robustness_models(config, ["llama", "diffllama+sft-noisy", "llama-seed2"])
@@ -115,7 +116,8 @@ def test_models_map_from_the_config():
 def test_explicit_pairs_compare_hub_checkpoints_and_bad_names_are_rejected():
     from pathlib import Path
 
-    from attnlab.config import ConfigError, load_yaml, validate_config
+    from attnlab.config import validate_config
+    from attnlab.study.schema import ConfigError, load_yaml
 
     rng = np.random.default_rng(8)
     ids = [f"q{i}" for i in range(40)]

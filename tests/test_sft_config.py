@@ -6,17 +6,10 @@ import copy
 
 import pytest
 
-from attnlab.config import (
-    ConfigError,
-    load_yaml,
-    model_architecture,
-    model_variants,
-    parse_sft_name,
-    selected_models,
-    sft_model_spec,
-    sft_recipe,
-    validate_config,
-)
+from attnlab.config import validate_config
+from attnlab.study.models import model_architecture, parse_sft_name, sft_model_spec, sft_recipe
+from attnlab.study.schema import ConfigError, load_yaml
+from attnlab.study.selections import model_variants, selected_models
 from attnlab.paths import REPO_ROOT
 
 RECIPE = {"dataset": "synthetic", "noise_mix": {"clean": 0.5, "inf": 0.5}}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import importlib
+from pathlib import Path
 
 import pytest
 
-from attnlab.config import load_yaml, validate_config
+from attnlab.config import validate_config
+from attnlab.study.schema import load_yaml
 from attnlab.paths import REPO_ROOT
 from attnlab.stages import STAGES, stage_targets
 
@@ -23,11 +25,34 @@ def _targets(config: dict, **changes) -> list[str]:
     return stage_targets(validate_config(changed, base_dir=REPO_ROOT))
 
 
-def test_every_stage_module_declares_its_targets() -> None:
+def test_every_stage_module_declares_its_checks_and_targets() -> None:
     names = [name for name, _ in STAGES]
     assert len(names) == len(set(names))
     for _, module in STAGES:
-        assert callable(importlib.import_module(module).targets)
+        settings = importlib.import_module(module)
+        assert callable(settings.targets) and callable(settings.config_errors), module
+
+
+def test_the_core_names_no_stage() -> None:
+    """attnlab.study imports no stage package: stages depend on the core, never the other way round."""
+    import ast
+
+    stage_packages = {module.split(".")[1] for _, module in STAGES}
+    core = Path(importlib.import_module("attnlab.study").__file__).parent
+    for source in sorted(core.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("attnlab."):
+                assert node.module.split(".")[1] not in stage_packages | {"config", "stages"}, (source.name, node.module)
+
+
+def test_a_stage_check_runs_through_the_registry(ci_config: dict) -> None:
+    """A stage's own check reaches validate_config without being listed anywhere else (here: the needle stage)."""
+    from attnlab.study.schema import ConfigError
+
+    bad = copy.deepcopy(ci_config)
+    bad["needle"] = {**bad["needle"], "models": ["mamba2"]}
+    with pytest.raises(ConfigError, match="config key 'needle.models': 'mamba2' is a mamba2 model"):
+        validate_config(bad, base_dir=REPO_ROOT)
 
 
 def test_a_stage_that_does_not_run_adds_no_target(ci_config: dict) -> None:

@@ -11,7 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from attnlab.cli import main
-from attnlab.config import load_yaml, model_variants, validate_config
+from attnlab.config import validate_config
+from attnlab.study.schema import load_yaml
+from attnlab.study.selections import model_variants
 from attnlab.evaluate.evaluate import normalize_eval_spec
 from attnlab.evaluate.tiny import build_tiny_model, build_tiny_tokenizer
 from attnlab.io import read_metadata, read_parquet, write_parquet

@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from attnlab.config import load_yaml, model_variants, validate_config
+from attnlab.config import validate_config
+from attnlab.study.schema import load_yaml
+from attnlab.study.selections import model_variants
 
 from workflow_helpers import REPO, SNAKEMAKE, planned_jobs, snakemake, write_config
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from attnlab.attention import TOKEN_CLASSES
-from attnlab.config import attention_models, validate_config
+from attnlab.attention.settings import attention_models
+from attnlab.config import validate_config
 
 from workflow_helpers import REPO, planned_jobs, snakemake, write_config
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlab.config import attribution_models, validate_config
+from attnlab.attribution.settings import attribution_models
+from attnlab.config import validate_config
 from attnlab.io import read_metadata
 from workflow_helpers import REPO, planned_jobs, snakemake, write_config
 

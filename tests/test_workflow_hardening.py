@@ -70,7 +70,8 @@ def copy_library(tmp_path: Path) -> Path:
 def test_a_library_edit_reruns_the_stage_that_runs_it_and_a_comment_edit_nothing(
     ci_study: tuple[Path, Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from attnlab.config import model_variants, validate_config
+    from attnlab.config import validate_config
+    from attnlab.study.selections import model_variants
 
     from workflow_helpers import planned_jobs
 

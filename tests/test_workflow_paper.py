@@ -49,7 +49,7 @@ def _merge(base: dict, override: dict) -> dict:
 def paper_run(tmp_path_factory, one_torch_thread):
     import os
 
-    from attnlab.config import load_yaml
+    from attnlab.study.schema import load_yaml
     from conftest import GSM8K_DIR
     from hfcache_helpers import place_dataset_in_cache, place_standins
 

@@ -92,7 +92,7 @@ def model_size_errors(config: Mapping[str, Any]) -> list[str]:
 
 def _position_limit(config: Mapping[str, Any], model: str) -> tuple[str, int] | None:
     """(configured model, max_position_embeddings) of a scratch model (or replicate) with a position limit."""
-    from attnlab.config import replicate_models
+    from attnlab.study.models import replicate_models
 
     base = replicate_models(config).get(model, (model, None))[0]
     spec = config["models"].get(base)
@@ -102,7 +102,7 @@ def _position_limit(config: Mapping[str, Any], model: str) -> tuple[str, int] | 
 
 
 def length_errors(config: Mapping[str, Any]) -> list[str]:
-    from attnlab.config import scratch_models, sft_enabled
+    from attnlab.study.models import scratch_models, sft_enabled
 
     errors = []
     pretrain = config.get("pretrain")

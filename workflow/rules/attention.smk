@@ -16,11 +16,11 @@ rule attention_measure:
         tokens=expand(f"{RESULTS}/attention/{{{{model}}}}/{{{{base}}}}/{{variant}}.tokens.parquet", variant=VARIANTS),
     params:
         location=lambda wc: model_location(wc.model),
-        model_spec=lambda wc: as_json(model_spec(wc.model)),
+        rerun_on_model_entry=rerun_on_model_entry(),
         spec=shell_quote(attention_spec(STUDY)),
         variants=" ".join(VARIANTS),
         device=STUDY["device"],
-        flags=attention_flags,
+        flags=model_flags(mask_tokens=True),
     log:
         f"{LOGS}/attention_measure/{{model}}/{{base}}.log",
     benchmark:

@@ -2,12 +2,12 @@
 # Rules only; helper functions live in common.smk (--- attribution ---) or src/attnlab/attribution.
 #
 # One job per (model, base) computes every configured method (the model is loaded once; start-up dominates
-# for small models). Its params hold exactly the keys that decide its files (attnlab.config.attribution_job_spec),
+# for small models). Its params hold exactly the keys that decide its files (attnlab.attribution.settings.attribution_job_spec),
 # so e.g. a new objective.mask_probs reruns only masked-diffusion models.
 
-from attnlab.config import attribution_enabled as _attribution_enabled
-from attnlab.config import attribution_models as _attribution_models
-from attnlab.config import as_name_list
+from attnlab.attribution.settings import attribution_enabled as _attribution_enabled
+from attnlab.attribution.settings import attribution_models as _attribution_models
+from attnlab.study.selections import as_name_list
 
 ATTRIBUTION_MODELS = _attribution_models(STUDY)
 ATTRIBUTION_METHODS = list(STUDY["attribution"]["methods"]) if _attribution_enabled(STUDY) else []
@@ -29,7 +29,7 @@ rule attribution:
         variants=" ".join(as_name_list(STUDY["attribution"]["variants"])) if ATTRIBUTION_METHODS else "",
         out_dir=lambda wc, output: os.path.dirname(output.scores[0]),
         device=STUDY["device"],
-        flags=attribution_flags,
+        flags=model_flags(dtype=False),
     log:
         f"{LOGS}/attribution/{{model}}/{{base}}.log",
     benchmark:

@@ -5,25 +5,11 @@ import os
 import re
 import shlex
 
-from attnlab.config import (
-    ConfigError,
-    schema_defaults,
-    diffusion_adaptation_spec,
-    diffusion_init_source,
-    fewshot_seed,
-    model_variants,
-    parse_sft_name,
-    sft_model_spec,
-    n_test_items,
-    replicate_models,
-    scratch_models,
-    seed_groups,
-    study_models,
-    selected_datasets,
-    selected_models,
-    selected_variants,
-    validate_config,
-)
+from attnlab.config import validate_config
+from attnlab.models.settings import diffusion_adaptation_spec, diffusion_init_source
+from attnlab.study.models import diffusion_settings, model_entry, model_reference, parse_sft_name, replicate_models, scratch_models
+from attnlab.study.schema import ConfigError, schema_defaults
+from attnlab.study.selections import fewshot_seed, model_variants, n_test_items, seed_groups, selected_datasets, selected_models, selected_variants, study_models
 
 
 from attnlab.yamlload import YAMLFileError as _YAMLFileError, load_yaml_file as _load_yaml_file
@@ -122,15 +108,35 @@ def threads_for(stage, default=1):
     return rule_resource(stage, "threads", default)
 
 
-def model_spec(model):
-    """The config entry of a model; a training-seed replicate has its base model's entry.
+def rerun_on_model_entry(wildcard="model"):
+    """Params function that only reruns: the JSON of the job's model entry (attnlab.study.models.model_entry),
+    which the command does not read, so an edit of the entry (its size keys, revision, dtype) reruns the job."""
+    return lambda wildcards: as_json(model_entry(STUDY, getattr(wildcards, wildcard)))
 
-    An SFT variant (model+sft-recipe) gets a derived entry with source "sft", its base,
-    recipe and the base's loading options (attnlab.config.sft_model_spec).
-    """
-    if parse_sft_name(model) is not None:
-        return sft_model_spec(STUDY, model)
-    return STUDY["models"][REPLICATES.get(model, (model,))[0]]
+
+def model_location(model):
+    """Where the one loader finds a model: the trained folder, or the hub id / local path."""
+    return model_reference(STUDY, model).location(RESULTS)
+
+
+def model_flags(wildcard="model", dtype=True, train=False, mask_tokens=False):
+    """Params function: the loader flags of the job's model (attnlab.study.models.ModelReference.loader_flags:
+    --dtype when the command takes it, a hub entry's --revision / --subfolder, --trust-remote-code), with the
+    stage's own options after --dtype: --train (few-shot exemplars, when the job has a train input) and
+    --mask-tokens (a masked diffusion LM's answer window, measured at its first decoding step)."""
+
+    def flags(wildcards, input):
+        reference = model_reference(STUDY, getattr(wildcards, wildcard))
+        extra = []
+        if train and "train" in input.keys():
+            extra.append(f"--train {input.train}")
+        if mask_tokens and reference.source in ("scratch", "hub"):
+            diffusion = diffusion_settings(STUDY, reference.entry)
+            if diffusion is not None:
+                extra.append(f"--mask-tokens {diffusion['answer_length']}")
+        return " ".join(reference.loader_flags(dtype=dtype, extra=extra))
+
+    return flags
 
 
 def pretrain_seed(model):
@@ -141,7 +147,7 @@ def pretrain_spec(wildcards):
     """The shared train settings as JSON; replicate seeds are not part of them (adding one reruns nothing else).
 
     An mdlm initialised from a llama (``models.<name>.init``) trains with its adaptation settings instead
-    (attnlab.config.diffusion_adaptation_spec)."""
+    (attnlab.models.settings.diffusion_adaptation_spec)."""
     base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
     if diffusion_init_source(STUDY, base) is not None:
         return shell_quote(diffusion_adaptation_spec(STUDY, base))
@@ -166,15 +172,9 @@ def init_flag(wildcards, input):
     return f"--init-from {shlex.quote(input.init)}" if "init" in input.keys() else ""
 
 
-def model_location(model):
-    """Where the one loader finds a model: the trained folder, or the hub id / local path."""
-    spec = model_spec(model)
-    return f"{RESULTS}/models/{model}" if spec["source"] in ("scratch", "sft") else spec["id"]
-
-
 def model_inputs(wildcards):
     """A scratch or fine-tuned model's folder is a job input; a hub model is fetched by id."""
-    if model_spec(wildcards.model)["source"] in ("scratch", "sft"):
+    if model_entry(STUDY, wildcards.model)["source"] in ("scratch", "sft"):
         return {"model": f"{RESULTS}/models/{wildcards.model}"}
     # hub: the prefetch marker (the login node downloaded it), or the local folder the id names
     return prefetch_inputs(wildcards.model)
@@ -244,28 +244,6 @@ def evaluate_inputs(wildcards):
     return inputs
 
 
-def hub_flags(spec):
-    """Loader flags of a hub entry: its revision and, for a checkpoint inside the repository, its sub-folder (quoted)."""
-    flags = [f"--revision {shell_arg(spec['revision'])}"]
-    if spec.get("subfolder"):
-        flags.append(f"--subfolder {shell_arg(spec['subfolder'])}")
-    return flags
-
-
-def evaluate_flags(wildcards, input):
-    spec = model_spec(wildcards.model)
-    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
-    if "train" in input.keys():
-        flags.append(f"--train {input.train}")
-    if spec["source"] == "hub":
-        flags += hub_flags(spec)
-        if spec["trust_remote_code"]:
-            flags.append("--trust-remote-code")
-    elif spec["source"] == "sft" and spec["trust_remote_code"]:
-        flags.append("--trust-remote-code")
-    return " ".join(flags)
-
-
 # --- prefetch ---
 # Hub models and hub datasets are downloaded by the prefetch local rules; every other job
 # runs offline (HF_HUB_OFFLINE=1, set below for the jobs this Snakemake process starts;
@@ -285,7 +263,7 @@ def prefetch_dataset_marker(base):
 
 def prefetch_inputs(model):
     """A hub model's job input: its prefetch marker, or the folder itself when the id is a local path."""
-    spec = model_spec(model)
+    spec = model_entry(STUDY, model)
     if _prefetch_is_local(spec["id"]):
         return {"model": spec["id"]}
     return {"prefetch": prefetch_marker(model)}
@@ -300,7 +278,7 @@ def dataset_inputs(wildcards):
 
 def prefetch_targets():
     """Every marker of the study (the inputs of the target rule `prefetch`)."""
-    models = [m for m in MODELS if model_spec(m)["source"] == "hub" and not _prefetch_is_local(model_spec(m)["id"])]
+    models = [m for m in MODELS if model_entry(STUDY, m)["source"] == "hub" and not _prefetch_is_local(model_entry(STUDY, m)["id"])]
     bases = [b for b in DATASETS if "hub_id" in STUDY["datasets"][b]]
     return [prefetch_marker(m) for m in models] + [prefetch_dataset_marker(b) for b in bases]
 
@@ -319,7 +297,7 @@ os.environ.update(_prefetch_job_environment(STUDY, hf_cache_root()))
 
 def attribution_inputs(wildcards):
     """The data file of each attributed variant, plus the model (folder or prefetch marker)."""
-    from attnlab.config import as_name_list
+    from attnlab.study.selections import as_name_list
 
     inputs = {
         "data": [f"{RESULTS}/data/{wildcards.base}/{v}.parquet" for v in as_name_list(STUDY["attribution"]["variants"])]
@@ -329,25 +307,15 @@ def attribution_inputs(wildcards):
 
 
 def attribution_spec(wildcards):
-    """The JSON settings of one model's score files (attnlab.config.attribution_job_spec)."""
-    from attnlab.config import attribution_job_spec
+    """The JSON settings of one model's score files (attnlab.attribution.settings.attribution_job_spec)."""
+    from attnlab.attribution.settings import attribution_job_spec
 
     return shell_quote(attribution_job_spec(STUDY, wildcards.model))
 
 
-def attribution_flags(wildcards):
-    spec = model_spec(wildcards.model)
-    flags = []
-    if spec["source"] == "hub":
-        flags += hub_flags(spec)
-    if spec.get("trust_remote_code"):
-        flags.append("--trust-remote-code")
-    return " ".join(flags)
-
-
 def attribution_score_files(methods=None):
     """Every score file of the study (optionally only some methods)."""
-    from attnlab.config import attribution_models
+    from attnlab.attribution.settings import attribution_models
 
     if "attribution" not in STUDY:
         return []
@@ -363,7 +331,8 @@ def attribution_score_files(methods=None):
 # --- sft ---
 # Supervised fine-tuning (workflow/rules/finetune.smk): the variant m+sft-r of model m.
 
-from attnlab.config import sft_data_spec, sft_enabled, sft_recipe  # noqa: E402
+from attnlab.sft.settings import sft_data_spec  # noqa: E402
+from attnlab.study.models import sft_enabled, sft_recipe  # noqa: E402
 from attnlab.sft.settings import fine_tuned_models  # noqa: E402
 
 SFT_VARIANTS = fine_tuned_models(STUDY)
@@ -387,17 +356,6 @@ def sft_inputs(wildcards):
     return inputs
 
 
-def sft_flags(wildcards):
-    """Loader options of the base model (hub revision, trust_remote_code)."""
-    spec = model_spec(wildcards.sft_base)
-    flags = []
-    if spec["source"] == "hub":
-        flags += hub_flags(spec)
-    if spec.get("trust_remote_code"):
-        flags.append("--trust-remote-code")
-    return " ".join(flags)
-
-
 def sft_table_inputs(wildcards):
     """Evaluations of every SFT variant and of its zero-shot base, on every dataset variant."""
     models = sorted({*SFT_VARIANTS, *(parse_sft_name(m)[0] for m in SFT_VARIANTS)})
@@ -410,14 +368,13 @@ def sft_table_inputs(wildcards):
 
 
 # --- mdlm ---
-from attnlab.config import diffusion_settings
 
 
 def evaluation_spec(model):
     """The eval spec of one model: the shared evaluation section, plus, for a masked diffusion LM, its
     iterative-unmasking settings under "diffusion" (so changing them reruns only that model's evaluations)."""
     spec = {**STUDY["evaluation"], "fewshot_seed": fewshot_seed(STUDY)}
-    diffusion = diffusion_settings(STUDY, model_spec(model))
+    diffusion = diffusion_settings(STUDY, model_entry(STUDY, model))
     if diffusion is not None:
         spec["diffusion"] = diffusion
     return spec
@@ -425,7 +382,7 @@ def evaluation_spec(model):
 
 def pretrain_model_spec(model):
     """A scratch model's entry without its generation settings (changing those does not retrain it)."""
-    return {k: v for k, v in model_spec(model).items() if k != "diffusion"}
+    return {k: v for k, v in model_entry(STUDY, model).items() if k != "diffusion"}
 
 
 # --- validation ---
@@ -452,28 +409,10 @@ def validation_spec(kind):
     return lambda wildcards: shell_quote(validation_job_spec(STUDY, wildcards.model, kind))
 
 
-def validation_flags(wildcards, input):
-    spec = model_spec(wildcards.model)
-    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
-    if "train" in input.keys():
-        flags.append(f"--train {input.train}")
-    if spec["source"] == "hub":
-        flags += hub_flags(spec)
-    if spec.get("trust_remote_code"):
-        flags.append("--trust-remote-code")
-    return " ".join(flags)
-
-
 # --- needle ---
 # Needle-in-a-haystack stage (workflow/rules/needle.smk): which models it probes, and their flags.
 
-from attnlab.config import (
-    needle_aggregate_spec,
-    needle_corpus_spec,
-    needle_enabled,
-    needle_models,
-    needle_probe_spec,
-)
+from attnlab.needle.settings import needle_aggregate_spec, needle_corpus_spec, needle_enabled, needle_models, needle_probe_spec
 
 #: {probed model: {"base", "seed", "architecture"}}: needle.models (or the attention scratch models) + replicates
 NEEDLE_MODELS = needle_models(STUDY)
@@ -483,21 +422,11 @@ def needle_probe_outputs():
     return [f"{RESULTS}/needle/{m}.parquet" for m in NEEDLE_MODELS]
 
 
-def needle_flags(wildcards):
-    spec = model_spec(wildcards.model)
-    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
-    if spec["source"] == "hub":
-        flags += hub_flags(spec)
-    if spec.get("trust_remote_code"):
-        flags.append("--trust-remote-code")
-    return " ".join(flags)
-
-
 # --- attention ---
 # Attention-allocation stage (workflow/rules/attention.smk): which models it measures, the spec, the flags.
 
 from attnlab.attention.settings import measured_models
-from attnlab.config import attention_spec
+from attnlab.attention.settings import attention_spec
 
 #: models the attention stage measures (attention.models or every model with attention, + SFT variants)
 ATTENTION_MODELS = measured_models(STUDY)
@@ -524,21 +453,6 @@ def attention_inputs(wildcards):
     return inputs
 
 
-def attention_flags(wildcards):
-    from attnlab.config import diffusion_settings
-
-    spec = model_spec(wildcards.model)
-    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
-    diffusion = diffusion_settings(STUDY, spec) if spec["source"] in ("scratch", "hub") else None
-    if diffusion is not None:  # masked diffusion LM: the first decoding step's masked answer
-        flags.append(f"--mask-tokens {diffusion['answer_length']}")
-    if spec["source"] == "hub":
-        flags += hub_flags(spec)
-    if spec.get("trust_remote_code"):
-        flags.append("--trust-remote-code")
-    return " ".join(flags)
-
-
 # --- perturbation ---
 from attnlab.perturbation.settings import perturbed_models
 
@@ -557,7 +471,7 @@ def facts_corpus_spec():
 
 def perturbation_relations(model):
     """The knowledge base a model is probed on: fictional facts for scratch models, real ones for hub models."""
-    return PERTURBATION["relations"]["scratch" if model_spec(model)["source"] == "scratch" else "hub"]
+    return PERTURBATION["relations"]["scratch" if model_entry(STUDY, model)["source"] == "scratch" else "hub"]
 
 
 def perturbation_spec(wildcards):
@@ -568,13 +482,3 @@ def jacobian_spec(wildcards):
     spec = {**PERTURBATION["jacobian"], "confidence": PERTURBATION["confidence"]}
     spec.update({k: PERTURBATION[k] for k in _PROBE_KEYS})
     return shell_quote(spec)
-
-
-def perturbation_flags(wildcards):
-    spec = model_spec(wildcards.model)
-    flags = [f"--dtype {spec.get('dtype', 'auto')}"]
-    if spec["source"] == "hub":
-        flags += hub_flags(spec)
-        if spec.get("trust_remote_code"):
-            flags.append("--trust-remote-code")
-    return " ".join(flags)

@@ -8,10 +8,10 @@ rule evaluate:
         f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet",
     params:
         location=lambda wc: model_location(wc.model),
-        model_spec=lambda wc: as_json(model_spec(wc.model)),
+        rerun_on_model_entry=rerun_on_model_entry(),
         spec=lambda wc: shell_quote(evaluation_spec(wc.model)),
         device=STUDY["device"],
-        flags=evaluate_flags,
+        flags=model_flags(train=True),
     log:
         f"{LOGS}/evaluate/{{model}}/{{base}}/{{variant}}.log",
     benchmark:

@@ -45,10 +45,10 @@ rule sft:
         ),
     params:
         location=lambda wc: model_location(wc.sft_base),
-        base_spec=lambda wc: as_json(model_spec(wc.sft_base)),
+        rerun_on_model_entry=rerun_on_model_entry("sft_base"),
         spec=lambda wc: shell_quote(sft_recipe(STUDY, wc.recipe)),
         device=STUDY["device"],
-        flags=sft_flags,
+        flags=model_flags("sft_base", dtype=False),
     wildcard_constraints:
         sft_base=_alternatives(SFT_BASES),
         recipe=_alternatives(SFT_RECIPES),

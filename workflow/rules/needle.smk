@@ -37,11 +37,11 @@ if needle_enabled(STUDY):
             item_table=f"{RESULTS}/needle/items/{{model}}.parquet",
         params:
             location=lambda wc: model_location(wc.model),
-            model_spec=lambda wc: as_json(model_spec(wc.model)),
+            rerun_on_model_entry=rerun_on_model_entry(),
             spec=shell_quote(needle_probe_spec(STUDY)),
             seed=STUDY["seed"],
             device=STUDY["device"],
-            flags=needle_flags,
+            flags=model_flags(),
         log:
             f"{LOGS}/needle/{{model}}.log",
         benchmark:

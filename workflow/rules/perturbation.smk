@@ -39,12 +39,12 @@ if PERTURBATION_MODELS:
             f"{RESULTS}/perturbation/{{model}}.parquet",
         params:
             location=lambda wc: model_location(wc.model),
-            model_spec=lambda wc: as_json(model_spec(wc.model)),
+            rerun_on_model_entry=rerun_on_model_entry(),
             relations=lambda wc: perturbation_relations(wc.model),
             spec=perturbation_spec,
             seed=STUDY["seed"],
             device=STUDY["device"],
-            flags=perturbation_flags,
+            flags=model_flags(),
         log:
             f"{LOGS}/perturbation/{{model}}.log",
         benchmark:
@@ -67,12 +67,12 @@ if PERTURBATION_MODELS:
             f"{RESULTS}/jacobian/{{model}}.parquet",
         params:
             location=lambda wc: model_location(wc.model),
-            model_spec=lambda wc: as_json(model_spec(wc.model)),
+            rerun_on_model_entry=rerun_on_model_entry(),
             relations=lambda wc: perturbation_relations(wc.model),
             spec=jacobian_spec,
             seed=STUDY["seed"],
             device=STUDY["device"],
-            flags=perturbation_flags,
+            flags=model_flags(),
         log:
             f"{LOGS}/jacobian/{{model}}.log",
         benchmark:

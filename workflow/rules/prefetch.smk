@@ -25,9 +25,9 @@ rule prefetch_model:
     output:
         f"{RESULTS}/prefetch/models/{{model}}.json",
     params:
-        repo_id=lambda wc: shell_arg(model_spec(wc.model)["id"]),
-        revision=lambda wc: model_spec(wc.model)["revision"],
-        hub_flags=lambda wc: " ".join(hub_flags(model_spec(wc.model))),
+        repo_id=lambda wc: shell_arg(model_entry(STUDY, wc.model)["id"]),
+        revision=lambda wc: model_entry(STUDY, wc.model)["revision"],
+        hub_flags=lambda wc: " ".join(model_reference(STUDY, wc.model).hub_flags()),
         cache=lambda wc: shell_quote(hf_cache_root()),
     log:
         f"{LOGS}/prefetch/models/{{model}}.log",

@@ -24,7 +24,7 @@ rule validation_pruning:
         location=lambda wc: model_location(wc.model),
         spec=validation_spec("pruning"),
         device=STUDY["device"],
-        flags=validation_flags,
+        flags=model_flags(train=True),
     log:
         f"{LOGS}/validation/{{model}}/{{base}}/pruning.log",
     benchmark:
@@ -50,7 +50,7 @@ rule validation_sparse:
         location=lambda wc: model_location(wc.model),
         spec=validation_spec("sparse"),
         device=STUDY["device"],
-        flags=validation_flags,
+        flags=model_flags(train=True),
     log:
         f"{LOGS}/validation/{{model}}/{{base}}/sparse.log",
     benchmark:

@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from attnlab.cli.models import add_model_arguments
+from attnlab.cli.convention import json_object_arg
+from attnlab.cli.models import add_model_arguments, model_provenance
 
 __all__ = ["register"]
 
@@ -30,7 +31,7 @@ def _measure(args: argparse.Namespace) -> int:
     from attnlab.models.loader import ModelNotAvailableError, load_model
 
     try:
-        spec = AllocationSpec.from_dict(json.loads(args.spec))
+        spec = AllocationSpec.from_dict(args.spec)
         lengths = {len(args.data), len(args.variant), len(args.out), len(args.tokens_out)}
         if len(lengths) != 1:
             raise ValueError("--data, --variant, --out and --tokens-out need the same number of values")
@@ -67,8 +68,7 @@ def _measure(args: argparse.Namespace) -> int:
             "stage": "attention",
             "spec": {**spec.__dict__},
             "model": args.model_name,
-            "model_location": str(args.model),
-            "revision": args.revision,
+            **model_provenance(args),
             "base": args.base,
             "variant": variant,
             "data": str(data_path),
@@ -126,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measure = sub.add_parser("measure", help="class masses per item × layer × head of one model on one data table")
     add_model_arguments(measure)
     measure.add_argument("--data", nargs="+", required=True, help="data-stage Parquet tables (key_spans, noise_spans)")
-    measure.add_argument("--spec", required=True, help="the attention config section as JSON")
+    measure.add_argument("--spec", required=True, type=json_object_arg, help="the attention config section as JSON (or a JSON file)")
     measure.add_argument("--model-name", required=True)
     measure.add_argument("--base", required=True)
     measure.add_argument("--variant", nargs="+", required=True, help="one label per --data table")

@@ -7,7 +7,7 @@
     attnlab attribution heatmap --scores PARQUET --out PNG
     attnlab attribution report --inputs PARQUET [PARQUET ...] --out PARQUET [--markdown MD] --figures-dir DIR
 
-``--spec`` is the JSON of :func:`attnlab.config.attribution_job_spec` (methods, items, layers, objective, dtype,
+``--spec`` is the JSON of :func:`attnlab.attribution.settings.attribution_job_spec` (methods, items, layers, objective, dtype,
 seed, batch_rows and the methods' path settings); ``score`` writes ``DIR/{method}.parquet`` and
 ``DIR/{method}_items.parquet`` for each method, e.g.
 ``{"methods": ["dp", "stp", "michel"], "items": 16, "ig_steps": 32, "path_samples": 2, "quadrature": "trapezoid", "baseline": 0.0,
@@ -24,26 +24,24 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from attnlab.cli.models import add_model_arguments
+from attnlab.cli.convention import json_object_arg
+from attnlab.cli.models import add_model_arguments, model_provenance
 
 __all__ = ["register", "score_file"]
 
 LOG = logging.getLogger("attnlab.attribution")
 
 
-def parse_job_spec(text: str) -> dict[str, Any]:
-    """The job spec from JSON text or a JSON file; must list ``methods`` (dp, stp, michel)."""
-    from attnlab.cli import read_json_spec
-
-    spec = read_json_spec(text)
-    if not isinstance(spec, dict) or not spec.get("methods"):
+def parse_job_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The job spec of ``--spec`` (a JSON object); it must list ``methods`` (dp, stp, michel)."""
+    if not spec.get("methods"):
         raise ValueError("--spec must be a JSON object with a non-empty 'methods' list (dp, stp, michel)")
     return spec
 
 
 def method_spec_dict(spec: dict[str, Any], method: str) -> dict[str, Any]:
     """The job spec restricted to what decides ``method``'s scores (recorded in that file's metadata)."""
-    from attnlab.config import ATTRIBUTION_METHOD_KEYS
+    from attnlab.attribution.settings import ATTRIBUTION_METHOD_KEYS
 
     common = ("items", "layers", "objective", "dtype", "seed", "batch_rows")
     keys = [*common, *ATTRIBUTION_METHOD_KEYS[method]]
@@ -164,7 +162,7 @@ def _handle_score(args: argparse.Namespace) -> int:
         score_file(
             model, tokenizer, data_paths=args.data, variants=args.variants, spec=spec, model_name=args.model_name,
             base=args.base, out_dir=args.out_dir,
-            extra_metadata={"model_location": str(args.model), "revision": args.revision},
+            extra_metadata=model_provenance(args),
         )
     except (UnsupportedModelError, ValueError) as error:
         print(f"attnlab attribution score: error: {error}", file=sys.stderr)
@@ -231,7 +229,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(score, dtype=False)
     score.add_argument("--data", required=True, nargs="+", help="data-stage Parquet file(s) of test items")
     score.add_argument("--variants", required=True, nargs="+", help="the variant name of each --data file")
-    score.add_argument("--spec", required=True, help="job spec JSON (or a JSON file)")
+    score.add_argument("--spec", required=True, type=json_object_arg, help="job spec JSON (or a JSON file)")
     score.add_argument("--model-name", required=True)
     score.add_argument("--base", required=True)
     score.add_argument("--out-dir", required=True, help="writes {method}.parquet and {method}_items.parquet here")

@@ -21,44 +21,16 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from attnlab import __version__
 from attnlab.cli.convention import EXIT_BAD_INPUT, run_command
 
 
-def json_object_arg(text: str) -> dict[str, Any]:
-    """An argparse type: a JSON object given on the command line (Snakemake passes config sections this way)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}): {text!r}")
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}: {text!r}")
-    return value
-
-
-def read_json_spec(text: str) -> Any:
-    """A ``--spec`` value: JSON text, or the path of a JSON file.
-
-    Raises:
-        ValueError: naming the file and line for a malformed file, or saying the text is neither.
-    """
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        path = Path(text)
-        if not path.is_file():
-            raise ValueError(f"--spec is neither valid JSON nor a file: {error}") from None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as file_error:
-            raise ValueError(f"{path}: invalid JSON (line {file_error.lineno}): {file_error.msg}") from None
-
-
 def _config_check(args: argparse.Namespace) -> int:
-    from attnlab.config import ConfigError, load_yaml, n_test_items, selected_datasets, selected_models, selected_variants, validate_config
+    from attnlab.config import validate_config
+    from attnlab.study.schema import ConfigError, load_yaml
+    from attnlab.study.selections import n_test_items, selected_datasets, selected_models, selected_variants
 
     try:
         raw = load_yaml(args.configfile)

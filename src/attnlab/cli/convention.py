@@ -16,8 +16,10 @@ from ``--model`` (no such folder, not in the offline cache) as a runtime failure
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 #: the exceptions that mean "the input is wrong" (exit 2); anything else is a runtime failure (exit 1)
@@ -43,3 +45,28 @@ def run_command(handler: Callable[[argparse.Namespace], int | None], args: argpa
     except BAD_INPUT_ERRORS as error:
         print(error_message(command_name(args), error), file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def json_object_arg(text: str) -> dict[str, Any]:
+    """The argparse type of every JSON option (``--spec``, ``--train-spec``, ``--models``, ``--groups``).
+
+    The value is a JSON object, given as text (how the workflow passes a config section) or as the path of a
+    JSON file holding one (for a person running a stage by hand). Anything else is an argparse error, so exit 2
+    with ``attnlab <command> <subcommand>: error: argument --spec: <what>``, naming the file and line.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        path = Path(text)
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(
+                f"neither a JSON object ({err.msg} at line {err.lineno} column {err.colno}) nor a file: {text!r}"
+            ) from None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as file_error:
+            where = f" (line {file_error.lineno})" if isinstance(file_error, json.JSONDecodeError) else ""
+            raise argparse.ArgumentTypeError(f"{path}: invalid JSON{where}: {file_error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}: {text!r}")
+    return value

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, dtype: bool = True) -> None:
@@ -24,3 +25,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, dtype: bool = True) 
     parser.add_argument("--subfolder", default=None, help="folder inside the hub repository holding the model")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (opt-in)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def model_provenance(args: argparse.Namespace) -> dict[str, Any]:
+    """The metadata every output of a model-running command records about its model: ``model_location`` (the
+    ``--model`` folder or hub id) and ``revision`` (the hub revision, or None)."""
+    return {"model_location": str(args.model), "revision": args.revision}

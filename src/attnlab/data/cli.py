@@ -15,25 +15,14 @@ Same arguments give byte-identical files.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
+from attnlab.cli.convention import json_object_arg
 from attnlab.data.noise import apply_noise
 from attnlab.data.registry import available_noise_types, load_base_dataset
 from attnlab.data.schema import read_dataset, write_dataset
 from attnlab.io import read_metadata
-
-
-def parse_spec(text: str) -> dict[str, Any]:
-    """A dataset spec from a JSON object string (what Snakemake rules pass)."""
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--spec is not valid JSON ({exc.msg} at column {exc.colno}): {text!r}") from None
-    if not isinstance(spec, dict):
-        raise argparse.ArgumentTypeError(f"--spec must be a JSON object, got {type(spec).__name__}")
-    return spec
 
 
 def _positive_int(text: str) -> int:
@@ -102,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = data.add_subparsers(dest="data_command", metavar="{base,noise}", required=True)
 
     base = commands.add_parser("base", help="load a base dataset and write it as a clean data table")
-    base.add_argument("--spec", type=parse_spec, required=True, help='dataset spec as JSON, e.g. \'{"loader": "synthetic", ...}\'')
+    base.add_argument("--spec", type=json_object_arg, required=True, help='dataset spec as JSON, e.g. \'{"loader": "synthetic", ...}\'')
     base.add_argument("--split", choices=("train", "test"), required=True)
     base.add_argument("--seed", type=int, required=True)
     base.add_argument("--n", type=_positive_int, default=None, help="keep only the first N items")

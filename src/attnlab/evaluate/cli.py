@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from attnlab.cli.models import add_model_arguments
+from attnlab.cli.convention import json_object_arg
+from attnlab.cli.models import add_model_arguments, model_provenance
 from attnlab.evaluate.evaluate import EVAL_SCHEMA, evaluate_items, normalize_eval_spec
 from attnlab.evaluate.fewshot import exemplar_positions, select_exemplars
 from attnlab.io import read_parquet, write_parquet
@@ -25,11 +26,9 @@ from attnlab.io import read_parquet, write_parquet
 __all__ = ["evaluate_file", "parse_spec", "register"]
 
 
-def parse_spec(text: str) -> dict[str, Any]:
-    """The eval spec from a JSON string (as Snakemake passes config sections) or a path to a JSON file."""
-    from attnlab.cli import read_json_spec
-
-    spec = read_json_spec(text)
+def parse_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The eval spec of ``--spec`` (a JSON object, :func:`attnlab.cli.convention.json_object_arg`), checked and
+    normalised (:func:`attnlab.evaluate.evaluate.normalize_eval_spec`)."""
     return normalize_eval_spec(spec)
 
 
@@ -134,7 +133,7 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
             base=args.base,
             variant=args.variant,
             out=args.out,
-            extra_metadata={"model_location": str(args.model), "revision": args.revision},
+            extra_metadata=model_provenance(args),
             progress=args.progress,
         )
     except ValueError as error:
@@ -154,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(parser)
     parser.add_argument("--data", required=True, help="data-stage Parquet table of test items")
     parser.add_argument("--train", default=None, help="train-split Parquet for few-shot exemplars (num_fewshot > 0)")
-    parser.add_argument("--spec", required=True, help="eval spec as JSON (or a JSON file)")
+    parser.add_argument("--spec", required=True, type=json_object_arg, help="eval spec as JSON (or a JSON file)")
     parser.add_argument("--model-name", required=True, help="label written to the 'model' column")
     parser.add_argument("--base", required=True, help="base dataset label written to the 'base' column")
     parser.add_argument("--variant", required=True, help="noise variant label written to the 'variant' column")

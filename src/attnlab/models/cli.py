@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab.cli import json_object_arg as _json_arg
+from attnlab.cli.convention import json_object_arg
 
 
 def _read_corpus(path: str):
@@ -79,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tok.set_defaults(func=_cmd_tokenizer)
 
     pre = sub.add_parser("pretrain", help="pretrain a scratch model on the corpus")
-    pre.add_argument("--spec", required=True, type=_json_arg, help='JSON scratch model entry {"architecture": NAME, "hidden_size": ..., ...}')
-    pre.add_argument("--train-spec", required=True, type=_json_arg, help="JSON train settings")
+    pre.add_argument("--spec", required=True, type=json_object_arg, help='JSON scratch model entry {"architecture": NAME, "hidden_size": ..., ...}')
+    pre.add_argument("--train-spec", required=True, type=json_object_arg, help="JSON train settings")
     pre.add_argument("--tokenizer", required=True, help="tokenizer folder")
     pre.add_argument("--corpus", required=True, help="Parquet with question/answer columns")
     pre.add_argument("--extra-corpus", nargs="*", default=[], help="Parquet files with a 'text' column mixed into the corpus")
@@ -95,6 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.set_defaults(func=_cmd_pretrain)
 
     par = sub.add_parser("params", help="print the parameter count of a scratch spec")
-    par.add_argument("--spec", required=True, type=_json_arg, help='JSON scratch model entry {"architecture": NAME, "hidden_size": ..., ...}')
+    par.add_argument("--spec", required=True, type=json_object_arg, help='JSON scratch model entry {"architecture": NAME, "hidden_size": ..., ...}')
     par.add_argument("--tokenizer", required=True, help="tokenizer folder")
     par.set_defaults(func=_cmd_params)

@@ -16,8 +16,8 @@ import logging
 import time
 from typing import Any
 
-from attnlab.cli import json_object_arg as _json_arg
-from attnlab.cli.models import add_model_arguments
+from attnlab.cli.convention import json_object_arg
+from attnlab.cli.models import add_model_arguments, model_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         max_new_tokens=spec["max_new_tokens"],
         progress=not args.no_progress,
     )
-    metadata = {"stage": "needle_probe", "model": args.model_name, "spec": spec, "seed": args.seed}
+    metadata = {"stage": "needle_probe", "model": args.model_name, **model_provenance(args), "spec": spec, "seed": args.seed}
     write_parquet(rows, args.out, metadata=metadata, schema=PROBE_SCHEMA)
     if args.items_out:
         from attnlab.needle.items import ITEM_SCHEMA
@@ -151,7 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = needle.add_subparsers(dest="needle_command", required=True)
 
     corpus = sub.add_parser("corpus", help="needle episodes for pretraining (Parquet, one 'text' column)")
-    corpus.add_argument("--spec", required=True, type=_json_arg, help="JSON: size, n_needles, min_chars, max_chars, number_digits, haystack")
+    corpus.add_argument("--spec", required=True, type=json_object_arg, help="JSON: size, n_needles, min_chars, max_chars, number_digits, haystack")
     corpus.add_argument("--seed", required=True, type=int)
     corpus.add_argument("--out", required=True)
     corpus.set_defaults(func=_cmd_corpus)
@@ -159,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe = sub.add_parser("probe", help="accuracy and attention masses of one model on the probe items")
     add_model_arguments(probe)
     probe.add_argument("--model-name", required=True)
-    probe.add_argument("--spec", required=True, type=_json_arg, help="JSON: the probe keys of the needle section")
+    probe.add_argument("--spec", required=True, type=json_object_arg, help="JSON: the probe keys of the needle section")
     probe.add_argument("--seed", required=True, type=int)
     probe.add_argument("--items-out", default=None, help="also write the probe items (prompts, spans) here")
     probe.add_argument("--no-progress", action="store_true")
@@ -168,8 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     table = sub.add_parser("table", help="depth table (Table-3 layout), model comparison and verdict")
     table.add_argument("--inputs", required=True, nargs="+", help="per-model probe Parquet files")
-    table.add_argument("--models", required=True, type=_json_arg, help='JSON {model: {"base", "seed", "architecture"}}')
-    table.add_argument("--spec", required=True, type=_json_arg, help="JSON: query_scope, noise_classes, n_resamples, confidence")
+    table.add_argument("--models", required=True, type=json_object_arg, help='JSON {model: {"base", "seed", "architecture"}}')
+    table.add_argument("--spec", required=True, type=json_object_arg, help="JSON: query_scope, noise_classes, n_resamples, confidence")
     table.add_argument("--seed", required=True, type=int, help="bootstrap seed")
     table.add_argument("--table", required=True)
     table.add_argument("--comparison", required=True)

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attnlab.cli import json_object_arg as _json_arg
-from attnlab.cli.models import add_model_arguments
+from attnlab.cli.convention import json_object_arg
+from attnlab.cli.models import add_model_arguments, model_provenance
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args)
     start = time.perf_counter()
     rows = run_perturbation(model, tokenizer, probes, selection_probes, spec, args.seed, args.model_name)
-    meta = {"model": args.model_name, "location": str(args.model), "relations": args.relations,
+    meta = {"model": args.model_name, **model_provenance(args), "relations": args.relations,
             "spec": {**spec, **probe_spec}, "seed": args.seed,
             "measured_on": _probe_record(probes), "selected_on": _probe_record(selection_probes)}  # fmt: skip
     write_parquet(rows, args.out, metadata=meta, schema=ROW_SCHEMA)
@@ -104,7 +104,7 @@ def _cmd_jacobian(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args)
     start = time.perf_counter()
     rows = run_jacobian(model, tokenizer, texts, spec, args.seed, args.model_name, confidence=confidence)
-    meta = {"model": args.model_name, "location": str(args.model), "relations": args.relations,
+    meta = {"model": args.model_name, **model_provenance(args), "relations": args.relations,
             "spec": {**spec, **probe_spec, "confidence": confidence}, "seed": args.seed}  # fmt: skip
     write_parquet(rows, args.out, metadata=meta)
     print(f"{args.model_name}: jacobian of {len(rows)} layers on {len(texts)} texts in {time.perf_counter() - start:.1f} s -> {args.out}")
@@ -197,7 +197,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--relations", required=True, help="knowledge base: fictional, real, or a .yaml path")
-    parser.add_argument("--spec", required=True, type=_json_arg, help="JSON: the perturbation config keys")
+    parser.add_argument("--spec", required=True, type=json_object_arg, help="JSON: the perturbation config keys")
     parser.add_argument("--seed", required=True, type=int)
     parser.add_argument("--out", required=True, help="output Parquet")
 

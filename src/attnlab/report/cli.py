@@ -186,7 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--metric", choices=list(METRIC_COLUMNS), default="strict", help="metric plotted in the figure")
     sft.set_defaults(func=run_sft)
 
-    from attnlab.cli import json_object_arg
+    from attnlab.cli.convention import json_object_arg
 
     diff = commands.add_parser(
         "robustness-difference", help="DiffLlama − Llama difference of noise drops, paired interval and Holm test"

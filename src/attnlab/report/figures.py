@@ -31,7 +31,7 @@ from attnlab.report.tables import variant_sort_key
 # Okabe & Ito (2008) colour-blind-safe palette, black dropped.
 MODEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#999999")
 PANEL_WIDTH_IN, PANEL_HEIGHT_IN, DPI = 4.2, 3.6, 150
-SFT_MARK = "+sft-"  # attnlab.config.SFT_SEPARATOR (not imported: keeps this module free of the config code)
+SFT_MARK = "+sft-"  # attnlab.study.models.SFT_SEPARATOR (not imported: keeps this module free of the config code)
 
 
 def _model_colours(models: Sequence[str]) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Input: the per-sample evaluation frames of every member of each *seed group* (a model and its training-seed
 replicates, e.g. ``llama`` = llama, llama-seed1, llama-seed2; an SFT variant's group holds the SFT variant of each
-seed), :func:`attnlab.config.seed_groups`. Every member is scored on the same test items.
+seed), :func:`attnlab.study.selections.seed_groups`. Every member is scored on the same test items.
 
 Tables (one row per group or group pair x dataset x variant x metric):
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from attnlab.study.models import model_architecture, parse_sft_name, replicate_models
+from attnlab.study.selections import seed_groups, selected_variants, study_models
+
 #: the two architectures of the default pairing
 DIFFERENTIAL, STANDARD = "diffllama", "llama"
 
@@ -75,7 +78,6 @@ def robustness_models(config: Mapping[str, Any], models: Sequence[str]) -> dict[
 
     A training-seed replicate (``pretrain.replicates``) has its base model's ``base_model`` and its own seed; an SFT
     variant ``m+sft-r`` has ``base_model`` m and ``recipe`` r; hub models have ``architecture`` None."""
-    from attnlab.config import model_architecture, parse_sft_name, replicate_models
 
     replicates = replicate_models(config)
     out = {}
@@ -93,10 +95,14 @@ def has_pairs(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Sequence[
     return bool(comparison_arms(models, pairs))
 
 
+def config_errors(config: Mapping[str, Any]) -> list[str]:
+    """The report's checks: the robustness-difference pairs (:func:`robustness_errors`)."""
+    return robustness_errors(config)
+
+
 def targets(config: Mapping[str, Any], results: str) -> list[str]:
     """The difference-of-drops table when two paired models are evaluated clean and noisy, and the pooled
     training-seed tables when some model has evaluated replicates."""
-    from attnlab.config import seed_groups, selected_variants, study_models
 
     models = study_models(config)
     out = []

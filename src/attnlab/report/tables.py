@@ -466,7 +466,7 @@ def sft_gain_table(
 ) -> pd.DataFrame:
     """One row per SFT model × dataset × variant × metric: the gain over its zero-shot base.
 
-    An SFT model is any model named ``{base}+sft-{recipe}`` (:func:`attnlab.config.parse_sft_name`).
+    An SFT model is any model named ``{base}+sft-{recipe}`` (:func:`attnlab.study.models.parse_sft_name`).
     With x = the base's and y = the SFT model's correctness on the ids both scored::
 
         gain = p_y - p_x = (only_sft - only_base) / n,   Newcombe (1998b) method-10 interval,
@@ -476,7 +476,7 @@ def sft_gain_table(
         ValueError: as :func:`accuracy_tables`, or an SFT model whose base was not evaluated on the
             same dataset variant, or the two share no item ids.
     """
-    from attnlab.config import parse_sft_name
+    from attnlab.study.models import parse_sft_name
 
     scores = _index_frames(eval_frames, sources)
     rows = []

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from attnlab.cli.convention import json_object_arg
 from attnlab.cli.models import add_model_arguments
-from attnlab.models.cli import _json_arg
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -64,14 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     data = commands.add_parser("data", help="build a recipe's SFT training set from a train split")
     data.add_argument("--train", required=True, help="clean train-split data table (attnlab data base --split train)")
-    data.add_argument("--spec", required=True, type=_json_arg, help='JSON {"samples": N|null, "noise_mix": {...}, "seed": S}')
+    data.add_argument("--spec", required=True, type=json_object_arg, help='JSON {"samples": N|null, "noise_mix": {...}, "seed": S}')
     data.add_argument("--out", required=True, help="output .parquet")
     data.set_defaults(func=run_data)
 
     train = commands.add_parser("train", help="fine-tune a model on an SFT training set")
     add_model_arguments(train, dtype=False)
     train.add_argument("--data", required=True, help="SFT training set (attnlab sft data)")
-    train.add_argument("--spec", required=True, type=_json_arg, help="JSON resolved recipe (attnlab.config.sft_recipe)")
+    train.add_argument("--spec", required=True, type=json_object_arg, help="JSON resolved recipe (attnlab.study.models.sft_recipe)")
     train.add_argument("--out", required=True, help="output model folder (save_pretrained)")
     train.add_argument("--curve", default=None, help="loss-curve Parquet")
     train.add_argument("--curve-plot", default=None, help="loss-curve PNG")

@@ -97,7 +97,7 @@ def checkpoint_dir_for(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def validate_sft_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a resolved recipe (``attnlab.config.sft_recipe``) and fill the LoRA defaults.
+    """Check a resolved recipe (``attnlab.study.models.sft_recipe``) and fill the LoRA defaults.
 
     Raises:
         ValueError: naming a missing, unknown or out-of-range key.
@@ -119,7 +119,7 @@ def validate_sft_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if out["method"] not in ("full", "lora"):
         raise ValueError(f"sft spec key 'method' must be 'full' or 'lora', got {out['method']!r}")
     if out["method"] == "lora":
-        from attnlab.config import schema_defaults
+        from attnlab.study.schema import schema_defaults
 
         defaults = schema_defaults("sft", "recipes", "*", "lora")  # the config schema's LoRA defaults
         lora = {**defaults, **(out.get("lora") or {})}

@@ -151,7 +151,7 @@ def _prefetch_hint(configfile: str | None) -> str:
 
 
 def _model_checks(config: Mapping[str, Any], configfile: str | None, base_dir: Path, results: Path) -> list[Check]:
-    from attnlab.config import model_variants
+    from attnlab.study.selections import model_variants
 
     checks = []
     offline = _offline(config)
@@ -217,7 +217,8 @@ def run_checks(
     results: str | os.PathLike[str] = "results",
 ) -> list[Check]:
     """Every check of the report, in order (see the module docstring)."""
-    from attnlab.config import ConfigError, load_yaml, validate_config
+    from attnlab.config import validate_config
+    from attnlab.study.schema import ConfigError, load_yaml
 
     base = Path(base_dir)
     config = None

@@ -79,25 +79,20 @@ def resolve_model(
 ) -> ModelTarget:
     """A config model name (incl. replicates and SFT variants) → its folder or hub id; anything else as given."""
     if config is not None:
-        from attnlab.config import model_variants, parse_sft_name, replicate_models, sft_model_spec
+        from attnlab.study.models import model_reference, replicate_models
+        from attnlab.study.selections import model_variants
 
-        replicates = replicate_models(config)
-        known = model_variants(config, [*config["models"], *replicates])
-        if name_or_path in known:
-            folder = str(Path(results) / "models" / name_or_path)
-            if parse_sft_name(name_or_path) is not None:
-                spec = sft_model_spec(config, name_or_path)
-                return ModelTarget(name_or_path, folder, None, spec["dtype"], spec["trust_remote_code"], spec)
-            spec = config["models"][replicates.get(name_or_path, (name_or_path,))[0]]
-            if spec["source"] == "hub":
+        if name_or_path in model_variants(config, [*config["models"], *replicate_models(config)]):
+            reference = model_reference(config, name_or_path)
+            entry = reference.entry
+            location = str(Path(reference.location(str(results))))
+            if not reference.trained_here:
                 from attnlab.tools.hfcache import is_local_path
 
-                location = spec["id"]
                 if is_local_path(location) and not Path(location).is_absolute():
                     location = str(Path(base_dir) / location)
-                return ModelTarget(name_or_path, location, spec.get("revision"), spec.get("dtype", "auto"),
-                                   bool(spec.get("trust_remote_code", False)), spec)
-            return ModelTarget(name_or_path, folder, None, spec.get("dtype", "auto"), False, spec)
+            return ModelTarget(name_or_path, location, entry.get("revision") if reference.source == "hub" else None,
+                               entry.get("dtype", "auto"), bool(entry.get("trust_remote_code", False)), entry)
     return ModelTarget(name_or_path, name_or_path)
 
 
@@ -177,7 +172,7 @@ def _generate_texts(model, tokenizer, prompts: list[str], config: Mapping[str, A
 
         settings = {"steps": 128, "block_length": 32, "remasking": "low_confidence", "seed": 0}
         if config is not None and target.spec is not None and target.spec.get("source") != "sft":
-            from attnlab.config import diffusion_settings
+            from attnlab.study.models import diffusion_settings
 
             settings = diffusion_settings(config, target.spec) or settings
         settings.setdefault("answer_length", new_tokens)
@@ -278,7 +273,8 @@ def _read_questions(args: argparse.Namespace) -> list[str]:
 def _handle(args: argparse.Namespace) -> int:
     import torch
 
-    from attnlab.config import ConfigError, load_yaml, validate_config
+    from attnlab.config import validate_config
+    from attnlab.study.schema import ConfigError, load_yaml
     from attnlab.models.loader import ModelNotAvailableError, load_model
 
     config = None

@@ -1,7 +1,7 @@
 """Plugin modules: user code that registers datasets and noise types, imported by every ``attnlab`` command.
 
 A study lists its plugins in the config (``plugins: [my_noise]``); validation
-imports them (:func:`attnlab.config.import_plugins`), and the workflow passes the
+imports them (:func:`attnlab.study.schema.import_plugins`), and the workflow passes the
 list to every job through the environment variable ``ATTNLAB_PLUGINS``
 (comma-separated module names; set at the end of ``workflow/rules/common.smk``),
 so ``attnlab data noise --noise-type my_type`` finds the type in a job on any node.

@@ -206,7 +206,8 @@ def _run(args: argparse.Namespace) -> int:
     cache_root = args.cache_dir
     config = None
     if args.config is not None:
-        from attnlab.config import ConfigError, load_yaml, validate_config
+        from attnlab.config import validate_config
+        from attnlab.study.schema import ConfigError, load_yaml
 
         try:
             config = validate_config(load_yaml(args.config), base_dir=args.base_dir)

@@ -16,11 +16,11 @@ The ``--spec`` JSON of ``pruning``: ``eval`` (the evaluate stage's spec, see
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from attnlab.cli.models import add_model_arguments
+from attnlab.cli.convention import json_object_arg
+from attnlab.cli.models import add_model_arguments, model_provenance
 
 __all__ = ["register"]
 
@@ -31,14 +31,8 @@ SPEC_KEYS = {
 }
 
 
-def parse_spec(text: str, kind: str) -> dict[str, Any]:
-    """The JSON spec of ``kind`` (``pruning`` | ``sparse``), every key present and no other."""
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--spec is not valid JSON: {error}") from None
-    if not isinstance(spec, dict):
-        raise ValueError("--spec must be a JSON object")
+def parse_spec(spec: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The spec of ``kind`` (``pruning`` | ``sparse``) from ``--spec`` (a JSON object), every key present and no other."""
     expected = set(SPEC_KEYS[kind])
     missing, unknown = sorted(expected - set(spec)), sorted(set(spec) - expected)
     if missing or unknown:
@@ -118,7 +112,7 @@ def _load(args: argparse.Namespace, kind: str):
                 "loss_items": [str(i) for i in data["id"].head(spec["loss_items"])]}  # fmt: skip
     metadata = {
         "stage": f"validation_{kind}", "spec": spec, "eval_spec": eval_spec, **labels,
-        "data": str(args.data), "scores_file": str(args.scores), "model_location": str(args.model),
+        "data": str(args.data), "scores_file": str(args.scores), **model_provenance(args),
         "selection_items": selection_items, "measured_items": measured,
     }
     return spec, grid, data, measurer, labels, metadata
@@ -247,7 +241,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="data-stage Parquet of the items (the first ones the head scores were not computed on are used)")
     parser.add_argument("--train", default=None, help="train-split Parquet for few-shot exemplars (num_fewshot > 0)")
     parser.add_argument("--scores", required=True, help="attribution scores Parquet (layer, head, score)")
-    parser.add_argument("--spec", required=True, help="the stage spec as JSON (see the module docstring)")
+    parser.add_argument("--spec", required=True, type=json_object_arg, help="the stage spec as JSON or a JSON file (see the module docstring)")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--base", required=True)
     parser.add_argument("--out", required=True, help="output Parquet (one row per condition × item)")

@@ -11,6 +11,17 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from attnlab.attribution.settings import attribution_enabled, attribution_models
+from attnlab.study.models import diffusion_settings, model_architecture, model_entry
+from attnlab.study.selections import (
+    CLEAN,
+    as_name_list,
+    fewshot_seed,
+    model_variants,
+    selected_datasets,
+    selected_models,
+)
+
 __all__ = [
     "validation_enabled",
     "validation_errors",
@@ -28,7 +39,6 @@ def validation_enabled(config: Mapping[str, Any]) -> bool:
 
 def validation_models(config: Mapping[str, Any]) -> list[str]:
     """The validated models: ``validation.models`` (plus SFT variants) or every attributed model when null."""
-    from attnlab.config import as_name_list, attribution_enabled, attribution_models, model_variants, selected_models
 
     if not validation_enabled(config) or not attribution_enabled(config):
         return []
@@ -44,7 +54,6 @@ def validation_models(config: Mapping[str, Any]) -> list[str]:
 def validation_errors(config: Mapping[str, Any]) -> list[str]:
     """What the schema cannot check: the stage needs attribution, named models exist and are attributed, the
     score method is computed, the variant exists, every budget is at least ``min_ratio``."""
-    from attnlab.config import CLEAN, as_name_list, attribution_enabled, attribution_models
 
     if not validation_enabled(config):
         return []
@@ -85,7 +94,6 @@ def _scaled_diffusion(settings: dict[str, Any], answer_length: int) -> dict[str,
 
 def validation_eval_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The evaluate stage's spec with the validation stage's ``max_new_tokens`` and ``batch_size``."""
-    from attnlab.config import diffusion_settings, fewshot_seed, model_entry
 
     section = config["validation"]
     spec: dict[str, Any] = {
@@ -103,7 +111,6 @@ def validation_eval_spec(config: Mapping[str, Any], model: str) -> dict[str, Any
 def validation_objective(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The HeadIG objective settings (``attribution.objective``) and seed, as the attribution jobs use them:
     the mask settings only for masked-diffusion (or hub) models, so changing them does not rerun the others."""
-    from attnlab.config import model_architecture
 
     attribution = config["attribution"]
     objective = dict(attribution["objective"])
@@ -132,9 +139,13 @@ def validation_job_spec(config: Mapping[str, Any], model: str, kind: str) -> dic
     return spec
 
 
+def config_errors(config: Mapping[str, Any]) -> list[str]:
+    """The validation stage's checks (:func:`validation_errors`)."""
+    return validation_errors(config)
+
+
 def targets(config: Mapping[str, Any], results: str) -> list[str]:
     """The pruning and sparse-attention tables and each validated model's two figures per dataset."""
-    from attnlab.config import selected_datasets
 
     models = validation_models(config)
     if not models:
