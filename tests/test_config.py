@@ -100,21 +100,25 @@ def test_selection_must_name_configured_entries(default_config: dict) -> None:
     assert "select_models" in message and "gpt5" in message
 
 
-def test_skip_sft_removes_the_fine_tuned_variants(default_config: dict) -> None:
+def test_a_stage_runs_when_its_section_is_present(default_config: dict) -> None:
+    """Leaving the sft section out, or setting it to null (what ``--config sft=`` gives), removes the variants."""
+    from attnlab.attention.settings import measured_models
     from attnlab.study.selections import model_variants
 
     config = validate_config(default_config, base_dir=REPO)
     names = selected_models(config)
-    assert "llama+sft-noisy" in model_variants(config, names)
-    assert model_variants({**config, "skip_sft": True}, names) == names
+    assert "llama+sft-noisy" in model_variants(config, names) and measured_models(config)
+    without = validate_config({k: v for k, v in default_config.items() if k != "sft"}, base_dir=REPO)
+    assert model_variants(without, names) == names
+    nulled = validate_config({**default_config, "sft": None, "attention": None}, base_dir=REPO)
+    assert "sft" not in nulled and "attention" not in nulled
+    assert model_variants(nulled, names) == names and measured_models(nulled) == []
 
 
-def test_command_line_booleans_are_booleans_and_other_strings_are_named(default_config: dict) -> None:
-    """``snakemake --config skip_sft=true`` passes the string "true" (as the README's commands do)."""
-    config = validate_config({**default_config, "skip_sft": "true", "skip_attention": "False"}, base_dir=REPO)
-    assert config["skip_sft"] is True and config["skip_attention"] is False
-    message = _rejected({**default_config, "skip_sft": "yes"})
-    assert "skip_sft" in message and "'yes' is not of type 'boolean'" in message
+def test_a_skip_flag_is_rejected_with_the_switch_that_replaces_it(default_config: dict) -> None:
+    message = _rejected({**default_config, "skip_sft": True})
+    assert "config key 'skip_sft': a stage runs when its section is present" in message
+    assert "--config sft=" in message
 
 
 def test_diffllama_needs_even_heads(default_config: dict) -> None:

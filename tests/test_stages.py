@@ -64,9 +64,9 @@ def test_a_stage_that_does_not_run_adds_no_target(ci_config: dict) -> None:
     assert "results/tables/seeds.md" not in full  # no evaluated training-seed replicates
     seeds = {"models": ["llama", "diffllama"], "seeds": [1, 2], "evaluate": True}
     assert "results/tables/seeds.md" in _targets(ci_config, pretrain={**ci_config["pretrain"], "replicates": seeds})
-    no_sft = _targets(ci_config, skip_sft=True)
+    no_sft = _targets(ci_config, sft=None)
     assert not any("sft" in t for t in no_sft)
-    no_attention = _targets(ci_config, skip_attention=True)
+    no_attention = _targets(ci_config, attention=None)
     assert not any("attention_ratios" in t or "figures/attention/" in t for t in no_attention)
     assert "results/tables/sft.parquet" in no_attention
     without = {k: v for k, v in ci_config.items() if k not in ("perturbation", "needle")}

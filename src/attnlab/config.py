@@ -16,10 +16,9 @@ from typing import Any, Mapping
 
 from attnlab.config_checks import cross_field_errors
 from attnlab.paths import SCHEMA_PATH
-from attnlab.stages import stage_settings_modules
+from attnlab.stages import stage_sections, stage_settings_modules
 from attnlab.study.schema import (
     ConfigError,
-    command_line_booleans,
     fill_defaults,
     import_plugins,
     load_schema,
@@ -72,6 +71,23 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     return errors
 
 
+#: top-level keys that do not switch a stage: what to write instead (each stage runs when its section is present)
+STAGE_SWITCH_HINTS: dict[str, str] = {
+    f"skip_{stage}": f"config key 'skip_{stage}': a stage runs when its section is present; leave out '{stage}' "
+    f"(or set it to null, on the command line `--config {stage}=`) to skip the stage"
+    for stage in ("sft", "attention")
+}
+
+
+def switched_off_sections_removed(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the stage sections set to null: ``snakemake --config attention=`` (an empty value is
+    null) switches the attention stage off, like leaving the section out of the file."""
+    for key in stage_sections():
+        if key in config and config[key] is None:
+            del config[key]
+    return config
+
+
 def validate_config(
     config: Mapping[str, Any],
     schema_path: str | Path = SCHEMA_PATH,
@@ -89,8 +105,8 @@ def validate_config(
         ConfigError: listing every problem, each naming its key.
     """
     schema = load_schema(schema_path)
-    config = command_line_booleans(copy.deepcopy(dict(config)), schema)
-    errors = schema_errors(config, schema)
+    config = switched_off_sections_removed(copy.deepcopy(dict(config)))
+    errors = [line for key, line in STAGE_SWITCH_HINTS.items() if key in config] or schema_errors(config, schema)
     if not errors:
         fill_defaults(config, schema)
         import_plugins(config)

@@ -31,7 +31,7 @@ except ConfigError as err:
 # (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
 # reruns the rule's jobs. `--rerun-triggers mtime params input software-env` leaves code changes out.
 from attnlab.fingerprint import code_marker
-from attnlab.stages import stage_targets
+from attnlab.stages import stage_runs, stage_targets
 
 RESULTS = "results"
 LOGS = f"{RESULTS}/logs"
@@ -39,7 +39,7 @@ BENCH = f"{RESULTS}/benchmarks"
 ENV = "../../envs/attnlab.yaml"
 
 # selected models and their evaluated training-seed replicates (pretrain.replicates), then their SFT variants
-# (model+sft-recipe, one fine-tune per seed) when skip_sft is false
+# (model+sft-recipe, one fine-tune per seed) when the study has an sft section
 MODELS = study_models(STUDY)
 SEED_GROUPS = seed_groups(STUDY, MODELS)
 DATASETS = selected_datasets(STUDY)
@@ -197,6 +197,8 @@ def seed_group_eval_outputs():
 
 #: final targets of the analysis stages, from each stage's settings module (attnlab.stages)
 STAGE_TARGETS = stage_targets(STUDY, RESULTS)
+#: {stage: whether it runs}; each stage's rule file defines its rules only when it does
+STAGE_RUNS = stage_runs(STUDY, RESULTS)
 
 
 def all_outputs():

@@ -3,7 +3,7 @@
 # (the Differential Transformer paper's Table 3). Runs when the config has a `needle` section.
 # Helper functions live at the end of common.smk (`# --- needle ---`).
 
-if needle_enabled(STUDY):
+if STAGE_RUNS["needle"]:
 
     localrules:
         corpus_needle,

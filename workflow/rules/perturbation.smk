@@ -30,7 +30,7 @@ rule corpus_facts:
         + code_marker("attnlab.perturbation.cli:_cmd_corpus")
 
 
-if PERTURBATION_MODELS:
+if STAGE_RUNS["perturbation"]:
 
     rule perturbation:
         input:

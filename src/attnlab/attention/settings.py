@@ -9,13 +9,17 @@ from attnlab.models.architectures import architecture_names
 from attnlab.study.models import evaluated_replicates, uses_diffusion_generation
 from attnlab.study.selections import as_name_list, model_variants, selected_models
 
+#: the config section that switches the stage: it runs when ``attention`` is present (and not null)
+SECTION: str | None = "attention"
+
+
 #: scratch architectures whose attention the stage captures (mdlm: Llama modules, non-causal)
 ATTENTION_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True)
 
 
 def _attention_errors(config: Mapping[str, Any]) -> list[str]:
     """Attention stage (research question 2): measured models exist and have attention the stage can capture."""
-    if config.get("skip_attention", True):
+    if "attention" not in config:
         return []
     errors: list[str] = []
     section = config.get("attention", {})
@@ -35,7 +39,7 @@ def _attention_errors(config: Mapping[str, Any]) -> list[str]:
             )
     if not errors and not attention_models(config):
         errors.append(
-            "config key 'attention.models': no model to measure (skip_attention is false; configure a model with "
+            "config key 'attention.models': no model to measure (configure a model with "
             f"attention: {', '.join(ATTENTION_ARCHITECTURES)} or a hub model)"
         )
     return errors
@@ -70,9 +74,9 @@ def attention_spec(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def measured_models(config: Mapping[str, Any]) -> list[str]:
-    """The models whose attention is measured; none when ``skip_attention`` is set."""
+    """The models whose attention is measured; none when the study has no ``attention`` section."""
 
-    return attention_models(config) if not config.get("skip_attention", True) else []
+    return attention_models(config) if "attention" in config else []
 
 
 def config_errors(config: Mapping[str, Any]) -> list[str]:

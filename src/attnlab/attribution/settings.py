@@ -9,6 +9,10 @@ from attnlab.models.architectures import architecture_names
 from attnlab.study.models import model_architecture
 from attnlab.study.selections import CLEAN, as_name_list, model_variants, selected_models
 
+#: the config section that switches the stage: it runs when ``attribution`` is present (and not null)
+SECTION: str | None = "attribution"
+
+
 #: scratch architectures whose attention heads the gates of attnlab.attribution.gates handle
 ATTRIBUTION_ARCHITECTURES: frozenset[str] = frozenset(architecture_names(attention=True))
 

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from attnlab import __version__
 from attnlab.cli.convention import EXIT_BAD_INPUT, run_command
+from attnlab.stages import STAGES
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -62,19 +63,13 @@ def _register_config(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_config_check)
 
 
-#: subcommand -> module whose ``register(subparsers)`` adds it. Imported only when
-#: needed, so that e.g. ``attnlab data`` does not pay for importing torch.
+#: subcommand -> module whose ``register(subparsers)`` adds it: the data and evaluation commands, every stage of
+#: the registry (:data:`attnlab.stages.STAGES`, module ``attnlab.<stage>.cli``), then the tools. Imported only
+#: when needed, so that e.g. ``attnlab data`` does not pay for importing torch.
 STAGE_MODULES = {
     "data": "attnlab.data.cli",
-    "models": "attnlab.models.cli",
     "evaluate": "attnlab.evaluate.cli",
-    "report": "attnlab.report.cli",
-    "sft": "attnlab.sft.cli",
-    "attention": "attnlab.attention.cli",
-    "validation": "attnlab.validation.cli",
-    "attribution": "attnlab.attribution.cli",
-    "needle": "attnlab.needle.cli",
-    "perturbation": "attnlab.perturbation.cli",
+    **{name: f"attnlab.{name}.cli" for name, _ in STAGES},
     "prefetch": "attnlab.tools.prefetch",
     "doctor": "attnlab.tools.doctor",
     "generate": "attnlab.tools.generate",

@@ -13,6 +13,10 @@ from attnlab.models.architectures import architecture_names
 from attnlab.study.models import diffusion_settings, replicate_models, scratch_models, uses_diffusion_generation
 from attnlab.study.selections import has_train_split, study_models
 
+#: no config section switches this stage: it runs whenever the study has something for it
+SECTION: str | None = None
+
+
 #: size fields an mdlm initialised from a llama must share with it
 SIZE_KEYS_OF_INIT: tuple[str, ...] = (
     "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings",

@@ -10,6 +10,10 @@ from attnlab.study.hubfiles import hub_config_field
 from attnlab.study.models import replicate_models
 from attnlab.study.selections import as_name_list, selected_models
 
+#: the config section that switches the stage: it runs when ``needle`` is present (and not null)
+SECTION: str | None = "needle"
+
+
 #: scratch architectures the needle probe runs on (causal attention it can capture)
 NEEDLE_ARCHITECTURES: tuple[str, ...] = architecture_names(attention=True, causal=True)
 

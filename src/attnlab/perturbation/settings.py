@@ -10,6 +10,10 @@ from attnlab.study.hubfiles import hub_model_files, model_hidden_size, token_cou
 from attnlab.study.selections import study_models
 
 
+#: the config section that switches the stage: it runs when ``perturbation`` is present (and not null)
+SECTION: str | None = "perturbation"
+
+
 def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
     section = config.get("perturbation")
     if section is None:

@@ -13,6 +13,10 @@ from typing import Any, Mapping, Sequence
 from attnlab.study.models import model_architecture, parse_sft_name, replicate_models
 from attnlab.study.selections import seed_groups, selected_variants, study_models
 
+#: no config section switches this stage: it runs whenever the study has something for it
+SECTION: str | None = None
+
+
 #: the two architectures of the default pairing
 DIFFERENTIAL, STANDARD = "diffllama", "llama"
 

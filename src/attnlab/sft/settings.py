@@ -10,22 +10,26 @@ from attnlab.study.models import model_architecture, parse_sft_name, replicate_m
 from attnlab.study.schema import schema_defaults
 from attnlab.study.selections import has_train_split, study_models
 
+#: the config section that switches the stage: it runs when ``sft`` is present (and not null)
+SECTION: str | None = "sft"
+
+
 #: architectures SFT does not handle (masked diffusion has no next-token loss)
 SFT_UNSUPPORTED_ARCHITECTURES: frozenset[str] = frozenset(architecture_names(causal=False))
 
 
 def _sft_errors(config: Mapping[str, Any]) -> list[str]:
     """SFT: models, recipes, datasets and noise types named by the ``sft`` section exist."""
-    if config.get("skip_sft", True):
+    if "sft" not in config:
         return []
     from attnlab.data.registry import available_noise_types
 
     errors: list[str] = []
     sft = config.get("sft", {})
     if not sft.get("models"):
-        errors.append("config key 'sft.models': list the models to fine-tune (skip_sft is false)")
+        errors.append("config key 'sft.models': list the models to fine-tune (or leave the section out)")
     if not sft.get("recipes"):
-        errors.append("config key 'sft.recipes': define at least one recipe (skip_sft is false)")
+        errors.append("config key 'sft.recipes': define at least one recipe (or leave the section out)")
     known = {*config["models"], *replicate_models(config)}
     for i, model in enumerate(sft.get("models", [])):
         if model not in known:
@@ -62,7 +66,7 @@ def sft_data_spec(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
 
 
 def fine_tuned_models(config: Mapping[str, Any]) -> list[str]:
-    """The study's SFT variants (``m+sft-r``), in study order; none when ``skip_sft`` is set."""
+    """The study's SFT variants (``m+sft-r``), in study order; none when the study has no ``sft`` section."""
 
     return [m for m in study_models(config) if parse_sft_name(m) is not None]
 

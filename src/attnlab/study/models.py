@@ -49,7 +49,7 @@ def scratch_models(config: Mapping[str, Any]) -> list[str]:
 
 
 def sft_enabled(config: Mapping[str, Any]) -> bool:
-    return not config.get("skip_sft", True)
+    return config.get("sft") is not None
 
 
 def sft_variant_name(model: str, recipe: str) -> str:

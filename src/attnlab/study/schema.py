@@ -166,23 +166,6 @@ def schema_defaults(*keys: str) -> dict[str, Any]:
     return fill_defaults(copy.deepcopy(node.get("default", {})), node, root)
 
 
-#: how a boolean arrives from ``snakemake --config key=value`` (Snakemake passes ``true`` on as a string)
-_COMMAND_LINE_BOOLEANS = {"true": True, "false": False}
-
-
-def command_line_booleans(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with the strings ``true`` / ``false`` (any case) of top-level boolean keys made booleans.
-
-    ``snakemake --config skip_sft=true`` hands the workflow the string ``"true"``; any other string stays as it
-    is, so the schema still rejects ``skip_sft=yes`` naming the key.
-    """
-    for key, sub in schema.get("properties", {}).items():
-        value = config.get(key)
-        if isinstance(value, str) and _resolve(sub, schema).get("type") == "boolean":
-            config[key] = _COMMAND_LINE_BOOLEANS.get(value.lower(), value)
-    return config
-
-
 def import_plugins(config: Mapping[str, Any]) -> None:
     """Import the config's plugin modules (they register datasets and noise types).
 

@@ -22,6 +22,10 @@ from attnlab.study.selections import (
     selected_models,
 )
 
+#: the config section that switches the stage: it runs when ``validation`` is present (and not null)
+SECTION: str | None = "validation"
+
+
 __all__ = [
     "validation_enabled",
     "validation_errors",
