@@ -1,6 +1,6 @@
 # Attention-allocation stage (research question 2): attention mass of the answer-producing query on key math
 # information (KMI), inserted noise (NI), other content (OC) and the sink token, every layer and head.
-# Helper functions live at the end of common.smk (`# --- attention ---`).
+# Its input functions are in common.smk, under `# --- attention ---`.
 
 
 if STAGE_RUNS["attention"]:
@@ -14,8 +14,8 @@ if STAGE_RUNS["attention"]:
         input:
             unpack(attention_inputs),
         output:
-            allocation=expand(f"{RESULTS}/attention/{{{{model}}}}/{{{{base}}}}/{{variant}}.parquet", variant=VARIANTS),
-            tokens=expand(f"{RESULTS}/attention/{{{{model}}}}/{{{{base}}}}/{{variant}}.tokens.parquet", variant=VARIANTS),
+            allocation=expand("results/attention/{{model}}/{{base}}/{variant}.parquet", variant=VARIANTS),
+            tokens=expand("results/attention/{{model}}/{{base}}/{variant}.tokens.parquet", variant=VARIANTS),
         params:
             location=lambda wc: model_location(wc.model),
             rerun_on_model_entry=rerun_on_model_entry(),
@@ -24,9 +24,9 @@ if STAGE_RUNS["attention"]:
             device=STUDY["device"],
             flags=model_flags(mask_tokens=True),
         log:
-            f"{LOGS}/attention_measure/{{model}}/{{base}}.log",
+            "results/logs/attention_measure/{model}/{base}.log",
         benchmark:
-            f"{BENCH}/attention_measure/{{model}}/{{base}}.tsv"
+            "results/benchmarks/attention_measure/{model}/{base}.tsv"
         threads: threads_for("attention")
         resources:
             **stage_resources("attention"),
@@ -45,13 +45,13 @@ if STAGE_RUNS["attention"]:
             attention_outputs(),
         output:
             table=report(
-                f"{RESULTS}/tables/attention_ratios.parquet",
+                "results/tables/attention_ratios.parquet",
                 caption="../report/attention_table.rst",
                 category="Attention allocation",
             ),
-            csv=f"{RESULTS}/tables/attention_ratios.csv",
+            csv="results/tables/attention_ratios.csv",
             markdown=report(
-                f"{RESULTS}/tables/attention_ratios.md",
+                "results/tables/attention_ratios.md",
                 caption="../report/attention_markdown.rst",
                 category="Attention allocation",
             ),
@@ -59,9 +59,9 @@ if STAGE_RUNS["attention"]:
             seed=STUDY["seed"],
             resamples=STUDY["attention"]["bootstrap_resamples"],
         log:
-            f"{LOGS}/attention_tables/attention_tables.log",
+            "results/logs/attention_tables/attention_tables.log",
         benchmark:
-            f"{BENCH}/attention_tables/attention_tables.tsv"
+            "results/benchmarks/attention_tables/attention_tables.tsv"
         threads: 1
         resources:
             **stage_resources("report"),
@@ -92,9 +92,9 @@ if STAGE_RUNS["attention"]:
             models=" ".join(ATTENTION_MODELS),
             out_dir=lambda wc, output: os.path.dirname(output[0]),
         log:
-            f"{LOGS}/attention_figures/attention_figures.log",
+            "results/logs/attention_figures/attention_figures.log",
         benchmark:
-            f"{BENCH}/attention_figures/attention_figures.tsv"
+            "results/benchmarks/attention_figures/attention_figures.tsv"
         threads: 1
         resources:
             **stage_resources("report"),

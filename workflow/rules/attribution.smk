@@ -23,8 +23,8 @@ if STAGE_RUNS["attribution"]:
         input:
             unpack(attribution_inputs),
         output:
-            scores=expand(f"{RESULTS}/attribution/{{{{model}}}}/{{{{base}}}}/{{method}}.parquet", method=ATTRIBUTION_METHODS),
-            per_item=expand(f"{RESULTS}/attribution/{{{{model}}}}/{{{{base}}}}/{{method}}_items.parquet", method=ATTRIBUTION_METHODS),
+            scores=expand("results/attribution/{{model}}/{{base}}/{method}.parquet", method=ATTRIBUTION_METHODS),
+            per_item=expand("results/attribution/{{model}}/{{base}}/{method}_items.parquet", method=ATTRIBUTION_METHODS),
         params:
             location=lambda wc: model_location(wc.model),
             spec=attribution_spec,
@@ -33,9 +33,9 @@ if STAGE_RUNS["attribution"]:
             device=STUDY["device"],
             flags=model_flags(dtype=False),
         log:
-            f"{LOGS}/attribution/{{model}}/{{base}}.log",
+            "results/logs/attribution/{model}/{base}.log",
         benchmark:
-            f"{BENCH}/attribution/{{model}}/{{base}}.tsv"
+            "results/benchmarks/attribution/{model}/{base}.tsv"
         threads: threads_for("attribution")
         resources:
             **stage_resources("attribution"),
@@ -53,14 +53,14 @@ if STAGE_RUNS["attribution"]:
             attribution_score_files(),
         output:
             table=report(
-                f"{RESULTS}/tables/attribution_correlations.parquet",
+                "results/tables/attribution_correlations.parquet",
                 caption="../report/attribution_correlations.rst",
                 category="Head attribution",
             ),
-            markdown=f"{RESULTS}/tables/attribution_correlations.md",
+            markdown="results/tables/attribution_correlations.md",
             heatmaps=report(
                 expand(
-                    f"{RESULTS}/figures/attribution/{{model}}_{{base}}_{{method}}.png",
+                    "results/figures/attribution/{model}_{base}_{method}.png",
                     model=ATTRIBUTION_MODELS,
                     base=DATASETS,
                     method=ATTRIBUTION_METHODS,
@@ -71,9 +71,9 @@ if STAGE_RUNS["attribution"]:
         params:
             figures_dir=lambda wc, output: os.path.dirname(output.heatmaps[0]),
         log:
-            f"{LOGS}/attribution_report/attribution_report.log",
+            "results/logs/attribution_report/attribution_report.log",
         benchmark:
-            f"{BENCH}/attribution_report/attribution_report.tsv"
+            "results/benchmarks/attribution_report/attribution_report.tsv"
         threads: 1
         resources:
             **stage_resources("report"),

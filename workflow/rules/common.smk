@@ -34,8 +34,8 @@ from attnlab.fingerprint import code_marker
 from attnlab.stages import stage_runs, stage_targets
 
 RESULTS = "results"
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
+LOGS = "results/logs"
+BENCH = "results/benchmarks"
 ENV = "../../envs/attnlab.yaml"
 
 # selected models and their evaluated training-seed replicates (pretrain.replicates), then their SFT variants
@@ -182,7 +182,7 @@ def model_inputs(wildcards):
 
 def eval_outputs():
     return expand(
-        f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet",
+        "results/eval/{model}/{base}/{variant}.parquet",
         model=MODELS,
         base=DATASETS,
         variant=VARIANTS,
@@ -192,7 +192,7 @@ def eval_outputs():
 def seed_group_eval_outputs():
     """The evaluation files of every member of every seed group (SEED_GROUPS)."""
     members = [m for group in SEED_GROUPS.values() for m, _ in group]
-    return expand(f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet", model=members, base=DATASETS, variant=VARIANTS)
+    return expand("results/eval/{model}/{base}/{variant}.parquet", model=members, base=DATASETS, variant=VARIANTS)
 
 
 #: final targets of the analysis stages, from each stage's settings module (attnlab.stages)
@@ -203,9 +203,9 @@ STAGE_RUNS = stage_runs(STUDY, RESULTS)
 
 def all_outputs():
     outputs = [
-        f"{RESULTS}/tables/accuracy.parquet",
-        f"{RESULTS}/figures/accuracy.png",
-        f"{RESULTS}/figures/robustness.png",
+        "results/tables/accuracy.parquet",
+        "results/figures/accuracy.png",
+        "results/figures/robustness.png",
     ]
     outputs += [f"{RESULTS}/training/{m}/loss.png" for m in MODELS if m in SCRATCH]
     return outputs + [t for t in STAGE_TARGETS if t not in outputs]
@@ -226,12 +226,12 @@ def per_job_outputs():
     outputs += eval_outputs() + attention_outputs() + attention_token_outputs()
     outputs += needle_probe_outputs() + [f"{RESULTS}/needle/items/{m}.parquet" for m in NEEDLE_MODELS]
     outputs += expand(
-        f"{RESULTS}/attribution/{{model}}/{{base}}/{{method}}{{suffix}}.parquet",
+        "results/attribution/{model}/{base}/{method}{suffix}.parquet",
         model=ATTRIBUTION_MODELS if ATTRIBUTION_METHODS else [], base=DATASETS, method=ATTRIBUTION_METHODS,
         suffix=["", "_items"],
     )
     outputs += expand(
-        f"{RESULTS}/validation/{{model}}/{{base}}/{{kind}}.parquet",
+        "results/validation/{model}/{base}/{kind}.parquet",
         model=VALIDATION_MODELS, base=DATASETS, kind=["pruning", "sparse"],
     )
     outputs += [f"{RESULTS}/{kind}/{m}.parquet" for m in PERTURBATION_MODELS for kind in ("perturbation", "jacobian")]
@@ -323,7 +323,7 @@ def attribution_score_files(methods=None):
         return []
     methods = methods or STUDY["attribution"]["methods"]
     return expand(
-        f"{RESULTS}/attribution/{{model}}/{{base}}/{{method}}.parquet",
+        "results/attribution/{model}/{base}/{method}.parquet",
         model=attribution_models(STUDY),
         base=DATASETS,
         method=methods,
@@ -362,7 +362,7 @@ def sft_table_inputs(wildcards):
     """Evaluations of every SFT variant and of its zero-shot base, on every dataset variant."""
     models = sorted({*SFT_VARIANTS, *(parse_sft_name(m)[0] for m in SFT_VARIANTS)})
     return expand(
-        f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet",
+        "results/eval/{model}/{base}/{variant}.parquet",
         model=models,
         base=DATASETS,
         variant=VARIANTS,
@@ -437,7 +437,7 @@ ATTENTION_MODELS = measured_models(STUDY)
 def attention_outputs(model=None):
     """Per-item allocation tables of one model (or of every measured model)."""
     return expand(
-        f"{RESULTS}/attention/{{model}}/{{base}}/{{variant}}.parquet",
+        "results/attention/{model}/{base}/{variant}.parquet",
         model=[model] if model else ATTENTION_MODELS,
         base=DATASETS,
         variant=VARIANTS,

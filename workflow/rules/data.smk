@@ -5,14 +5,14 @@ rule data_train:
     input:
         unpack(dataset_inputs),
     output:
-        f"{RESULTS}/data/{{base}}/train.parquet",
+        "results/data/{base}/train.parquet",
     params:
         spec=lambda wc: shell_quote(STUDY["datasets"][wc.base]),
         seed=STUDY["seed"],
     log:
-        f"{LOGS}/data_train/{{base}}.log",
+        "results/logs/data_train/{base}.log",
     benchmark:
-        f"{BENCH}/data_train/{{base}}.tsv"
+        "results/benchmarks/data_train/{base}.tsv"
     threads: 1
     resources:
         **stage_resources("data"),
@@ -28,15 +28,15 @@ rule data_clean:
     input:
         unpack(dataset_inputs),
     output:
-        f"{RESULTS}/data/{{base}}/clean.parquet",
+        "results/data/{base}/clean.parquet",
     params:
         spec=lambda wc: shell_quote(STUDY["datasets"][wc.base]),
         seed=STUDY["seed"],
         n=f"--n {n_test_items(STUDY)}" if n_test_items(STUDY) else "",
     log:
-        f"{LOGS}/data_clean/{{base}}.log",
+        "results/logs/data_clean/{base}.log",
     benchmark:
-        f"{BENCH}/data_clean/{{base}}.tsv"
+        "results/benchmarks/data_clean/{base}.tsv"
     threads: 1
     resources:
         **stage_resources("data"),
@@ -50,15 +50,15 @@ rule data_clean:
 
 rule data_noise:
     input:
-        f"{RESULTS}/data/{{base}}/clean.parquet",
+        "results/data/{base}/clean.parquet",
     output:
-        f"{RESULTS}/data/{{base}}/{{noise}}.parquet",
+        "results/data/{base}/{noise}.parquet",
     params:
         seed=STUDY["seed"],
     log:
-        f"{LOGS}/data_noise/{{base}}/{{noise}}.log",
+        "results/logs/data_noise/{base}/{noise}.log",
     benchmark:
-        f"{BENCH}/data_noise/{{base}}/{{noise}}.tsv"
+        "results/benchmarks/data_noise/{base}/{noise}.tsv"
     threads: 1
     resources:
         **stage_resources("data"),

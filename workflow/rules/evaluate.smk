@@ -5,7 +5,7 @@ rule evaluate:
     input:
         unpack(evaluate_inputs),
     output:
-        f"{RESULTS}/eval/{{model}}/{{base}}/{{variant}}.parquet",
+        "results/eval/{model}/{base}/{variant}.parquet",
     params:
         location=lambda wc: model_location(wc.model),
         rerun_on_model_entry=rerun_on_model_entry(),
@@ -13,9 +13,9 @@ rule evaluate:
         device=STUDY["device"],
         flags=model_flags(train=True),
     log:
-        f"{LOGS}/evaluate/{{model}}/{{base}}/{{variant}}.log",
+        "results/logs/evaluate/{model}/{base}/{variant}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{base}}/{{variant}}.tsv"
+        "results/benchmarks/evaluate/{model}/{base}/{variant}.tsv"
     threads: threads_for("evaluate")
     resources:
         **stage_resources("evaluate"),

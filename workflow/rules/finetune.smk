@@ -1,7 +1,7 @@
 # SFT stage: supervised fine-tuning of `sft.models` with every recipe in `sft.recipes`.
 # The variant `{model}+sft-{recipe}` is an ordinary model downstream (it is in MODELS), so
 # the evaluation, analysis and report rules handle it without special cases.
-# Helper functions live at the end of common.smk (`# --- sft ---`).
+# Its input functions are in common.smk, under `# --- sft ---`.
 
 
 if STAGE_RUNS["sft"]:
@@ -14,15 +14,15 @@ if STAGE_RUNS["sft"]:
         input:
             unpack(sft_data_inputs),
         output:
-            f"{RESULTS}/sft/{{recipe}}/train.parquet",
+            "results/sft/{recipe}/train.parquet",
         params:
             spec=lambda wc: shell_quote(sft_data_spec(STUDY, wc.recipe)),
         wildcard_constraints:
             recipe=_alternatives(SFT_RECIPES),
         log:
-            f"{LOGS}/sft_data/{{recipe}}.log",
+            "results/logs/sft_data/{recipe}.log",
         benchmark:
-            f"{BENCH}/sft_data/{{recipe}}.tsv"
+            "results/benchmarks/sft_data/{recipe}.tsv"
         threads: 1
         resources:
             **stage_resources("data"),
@@ -37,10 +37,10 @@ if STAGE_RUNS["sft"]:
         input:
             unpack(sft_inputs),
         output:
-            model=directory(f"{RESULTS}/models/{{sft_base}}+sft-{{recipe}}"),
-            curve=f"{RESULTS}/training/{{sft_base}}+sft-{{recipe}}/loss.parquet",
+            model=directory("results/models/{sft_base}+sft-{recipe}"),
+            curve="results/training/{sft_base}+sft-{recipe}/loss.parquet",
             plot=report(
-                f"{RESULTS}/training/{{sft_base}}+sft-{{recipe}}/loss.png",
+                "results/training/{sft_base}+sft-{recipe}/loss.png",
                 caption="../report/sft_loss_curve.rst",
                 category="Fine-tuning",
                 labels={"model": "{sft_base}+sft-{recipe}"},
@@ -55,9 +55,9 @@ if STAGE_RUNS["sft"]:
             sft_base=_alternatives(SFT_BASES),
             recipe=_alternatives(SFT_RECIPES),
         log:
-            f"{LOGS}/sft/{{sft_base}}+sft-{{recipe}}.log",
+            "results/logs/sft/{sft_base}+sft-{recipe}.log",
         benchmark:
-            f"{BENCH}/sft/{{sft_base}}+sft-{{recipe}}.tsv"
+            "results/benchmarks/sft/{sft_base}+sft-{recipe}.tsv"
         threads: threads_for("sft")
         resources:
             **stage_resources("sft"),
@@ -75,23 +75,23 @@ if STAGE_RUNS["sft"]:
             sft_table_inputs,
         output:
             table=report(
-                f"{RESULTS}/tables/sft.parquet",
+                "results/tables/sft.parquet",
                 caption="../report/sft_table.rst",
                 category="Fine-tuning",
             ),
-            markdown=f"{RESULTS}/tables/sft.md",
-            csv=f"{RESULTS}/tables/sft.csv",
+            markdown="results/tables/sft.md",
+            csv="results/tables/sft.csv",
             figure=report(
-                f"{RESULTS}/figures/sft.png",
+                "results/figures/sft.png",
                 caption="../report/sft_figure.rst",
                 category="Fine-tuning",
             ),
         params:
             out_dir=lambda wc, output: os.path.dirname(output.table),
         log:
-            f"{LOGS}/sft_tables/sft_tables.log",
+            "results/logs/sft_tables/sft_tables.log",
         benchmark:
-            f"{BENCH}/sft_tables/sft_tables.tsv"
+            "results/benchmarks/sft_tables/sft_tables.tsv"
         threads: 1
         resources:
             **stage_resources("report"),

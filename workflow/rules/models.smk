@@ -8,13 +8,13 @@ rule tokenizer:
     input:
         corpus=lambda wc: f"{RESULTS}/data/{STUDY['tokenizer']['corpus']}/train.parquet",
     output:
-        directory(f"{RESULTS}/tokenizer"),
+        directory("results/tokenizer"),
     params:
         vocab_size=lambda wc: STUDY["tokenizer"]["vocab_size"],
     log:
-        f"{LOGS}/tokenizer/tokenizer.log",
+        "results/logs/tokenizer/tokenizer.log",
     benchmark:
-        f"{BENCH}/tokenizer/tokenizer.tsv"
+        "results/benchmarks/tokenizer/tokenizer.tsv"
     threads: 1
     resources:
         **stage_resources("tokenizer"),
@@ -29,14 +29,14 @@ rule tokenizer:
 rule pretrain:
     input:
         unpack(init_model),
-        tokenizer=f"{RESULTS}/tokenizer",
+        tokenizer="results/tokenizer",
         corpus=lambda wc: f"{RESULTS}/data/{STUDY['pretrain']['corpus']}/train.parquet",
         extra=extra_corpora,
     output:
-        model=directory(f"{RESULTS}/models/{{scratch_model}}"),
-        curve=f"{RESULTS}/training/{{scratch_model}}/loss.parquet",
+        model=directory("results/models/{scratch_model}"),
+        curve="results/training/{scratch_model}/loss.parquet",
         plot=report(
-            f"{RESULTS}/training/{{scratch_model}}/loss.png",
+            "results/training/{scratch_model}/loss.png",
             caption="../report/loss_curve.rst",
             category="Training",
             labels={"model": "{scratch_model}"},
@@ -48,9 +48,9 @@ rule pretrain:
         device=STUDY["device"],
         init=init_flag,
     log:
-        f"{LOGS}/pretrain/{{scratch_model}}.log",
+        "results/logs/pretrain/{scratch_model}.log",
     benchmark:
-        f"{BENCH}/pretrain/{{scratch_model}}.tsv"
+        "results/benchmarks/pretrain/{scratch_model}.tsv"
     threads: threads_for("pretrain")
     resources:
         **stage_resources("pretrain"),

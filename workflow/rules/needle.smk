@@ -1,7 +1,7 @@
 # Needle-in-a-haystack stage (research question 2): retrieval accuracy and the fraction of the
 # answer-producing query's attention on the answer span vs noise context, by needle depth
 # (the Differential Transformer paper's Table 3). Runs when the config has a `needle` section.
-# Helper functions live at the end of common.smk (`# --- needle ---`).
+# Its input functions are in common.smk, under `# --- needle ---`.
 
 if STAGE_RUNS["needle"]:
 
@@ -12,14 +12,14 @@ if STAGE_RUNS["needle"]:
 
     rule corpus_needle:
         output:
-            f"{RESULTS}/corpus/needle.parquet",
+            "results/corpus/needle.parquet",
         params:
             spec=shell_quote(needle_corpus_spec(STUDY)),
             seed=STUDY["seed"],
         log:
-            f"{LOGS}/needle/corpus.log",
+            "results/logs/needle/corpus.log",
         benchmark:
-            f"{BENCH}/needle/corpus.tsv"
+            "results/benchmarks/needle/corpus.tsv"
         threads: 1
         resources:
             **stage_resources("data"),
@@ -33,8 +33,8 @@ if STAGE_RUNS["needle"]:
         input:
             unpack(model_inputs),
         output:
-            probe=f"{RESULTS}/needle/{{model}}.parquet",
-            item_table=f"{RESULTS}/needle/items/{{model}}.parquet",
+            probe="results/needle/{model}.parquet",
+            item_table="results/needle/items/{model}.parquet",
         params:
             location=lambda wc: model_location(wc.model),
             rerun_on_model_entry=rerun_on_model_entry(),
@@ -43,9 +43,9 @@ if STAGE_RUNS["needle"]:
             device=STUDY["device"],
             flags=model_flags(),
         log:
-            f"{LOGS}/needle/{{model}}.log",
+            "results/logs/needle/{model}.log",
         benchmark:
-            f"{BENCH}/needle/{{model}}.tsv"
+            "results/benchmarks/needle/{model}.tsv"
         threads: threads_for("needle")
         resources:
             **stage_resources("needle"),
@@ -62,13 +62,13 @@ if STAGE_RUNS["needle"]:
             needle_probe_outputs(),
         output:
             table=report(
-                f"{RESULTS}/tables/needle_depth.parquet",
+                "results/tables/needle_depth.parquet",
                 caption="../report/needle_table.rst",
                 category="Needle in a haystack",
             ),
-            comparison=f"{RESULTS}/tables/needle_comparison.parquet",
+            comparison="results/tables/needle_comparison.parquet",
             markdown=report(
-                f"{RESULTS}/tables/needle_depth.md",
+                "results/tables/needle_depth.md",
                 caption="../report/needle_markdown.rst",
                 category="Needle in a haystack",
             ),
@@ -77,9 +77,9 @@ if STAGE_RUNS["needle"]:
             spec=shell_quote(needle_aggregate_spec(STUDY)),
             seed=STUDY["seed"],
         log:
-            f"{LOGS}/needle/table.log",
+            "results/logs/needle/table.log",
         benchmark:
-            f"{BENCH}/needle/table.tsv"
+            "results/benchmarks/needle/table.tsv"
         threads: 1
         resources:
             **stage_resources("report"),
@@ -93,17 +93,17 @@ if STAGE_RUNS["needle"]:
 
     rule needle_figure:
         input:
-            f"{RESULTS}/tables/needle_depth.parquet",
+            "results/tables/needle_depth.parquet",
         output:
             report(
-                f"{RESULTS}/figures/needle_depth.png",
+                "results/figures/needle_depth.png",
                 caption="../report/needle_figure.rst",
                 category="Needle in a haystack",
             ),
         log:
-            f"{LOGS}/needle/figure.log",
+            "results/logs/needle/figure.log",
         benchmark:
-            f"{BENCH}/needle/figure.tsv"
+            "results/benchmarks/needle/figure.tsv"
         threads: 1
         resources:
             **stage_resources("report"),

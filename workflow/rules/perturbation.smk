@@ -10,15 +10,15 @@ localrules:
 
 rule corpus_facts:
     output:
-        f"{RESULTS}/corpus/facts.parquet",
+        "results/corpus/facts.parquet",
     params:
         relations=lambda wc: facts_corpus_spec()["relations"],
         repeats=lambda wc: facts_corpus_spec()["repeats"],
         seed=STUDY["seed"],
     log:
-        f"{LOGS}/corpus/facts.log",
+        "results/logs/corpus/facts.log",
     benchmark:
-        f"{BENCH}/corpus/facts.tsv"
+        "results/benchmarks/corpus/facts.tsv"
     threads: 1
     resources:
         **stage_resources("data"),
@@ -36,7 +36,7 @@ if STAGE_RUNS["perturbation"]:
         input:
             unpack(model_inputs),
         output:
-            f"{RESULTS}/perturbation/{{model}}.parquet",
+            "results/perturbation/{model}.parquet",
         params:
             location=lambda wc: model_location(wc.model),
             rerun_on_model_entry=rerun_on_model_entry(),
@@ -46,9 +46,9 @@ if STAGE_RUNS["perturbation"]:
             device=STUDY["device"],
             flags=model_flags(),
         log:
-            f"{LOGS}/perturbation/{{model}}.log",
+            "results/logs/perturbation/{model}.log",
         benchmark:
-            f"{BENCH}/perturbation/{{model}}.tsv"
+            "results/benchmarks/perturbation/{model}.tsv"
         threads: threads_for("perturbation")
         resources:
             **stage_resources("perturbation"),
@@ -64,7 +64,7 @@ if STAGE_RUNS["perturbation"]:
         input:
             unpack(model_inputs),
         output:
-            f"{RESULTS}/jacobian/{{model}}.parquet",
+            "results/jacobian/{model}.parquet",
         params:
             location=lambda wc: model_location(wc.model),
             rerun_on_model_entry=rerun_on_model_entry(),
@@ -74,9 +74,9 @@ if STAGE_RUNS["perturbation"]:
             device=STUDY["device"],
             flags=model_flags(),
         log:
-            f"{LOGS}/jacobian/{{model}}.log",
+            "results/logs/jacobian/{model}.log",
         benchmark:
-            f"{BENCH}/jacobian/{{model}}.tsv"
+            "results/benchmarks/jacobian/{model}.tsv"
         threads: threads_for("jacobian")
         resources:
             **stage_resources("jacobian"),
@@ -90,39 +90,39 @@ if STAGE_RUNS["perturbation"]:
 
     rule perturbation_tables:
         input:
-            perturbation=expand(f"{RESULTS}/perturbation/{{model}}.parquet", model=PERTURBATION_MODELS),
-            jacobian=expand(f"{RESULTS}/jacobian/{{model}}.parquet", model=PERTURBATION_MODELS),
+            perturbation=expand("results/perturbation/{model}.parquet", model=PERTURBATION_MODELS),
+            jacobian=expand("results/jacobian/{model}.parquet", model=PERTURBATION_MODELS),
         output:
             table=report(
-                f"{RESULTS}/tables/perturbation.parquet",
+                "results/tables/perturbation.parquet",
                 caption="../report/perturbation_table.rst",
                 category="Perturbation sensitivity",
             ),
-            summary=f"{RESULTS}/tables/perturbation_summary.parquet",
+            summary="results/tables/perturbation_summary.parquet",
             comparison=report(
-                f"{RESULTS}/tables/perturbation_comparison.parquet",
+                "results/tables/perturbation_comparison.parquet",
                 caption="../report/perturbation_comparison.rst",
                 category="Perturbation sensitivity",
             ),
             markdown=report(
-                f"{RESULTS}/tables/perturbation.md",
+                "results/tables/perturbation.md",
                 caption="../report/perturbation_markdown.rst",
                 category="Perturbation sensitivity",
             ),
             jacobian=report(
-                f"{RESULTS}/tables/jacobian.parquet",
+                "results/tables/jacobian.parquet",
                 caption="../report/perturbation_jacobian_table.rst",
                 category="Perturbation sensitivity",
             ),
-            jacobian_markdown=f"{RESULTS}/tables/jacobian.md",
+            jacobian_markdown="results/tables/jacobian.md",
         params:
             confidence=PERTURBATION["confidence"],
             seed=STUDY["seed"],
             out_dir=lambda wc, output: os.path.dirname(output.table),
         log:
-            f"{LOGS}/perturbation/tables.log",
+            "results/logs/perturbation/tables.log",
         benchmark:
-            f"{BENCH}/perturbation/tables.tsv"
+            "results/benchmarks/perturbation/tables.tsv"
         threads: 1
         resources:
             **stage_resources("report"),
@@ -135,22 +135,22 @@ if STAGE_RUNS["perturbation"]:
 
     rule perturbation_figures:
         input:
-            table=f"{RESULTS}/tables/perturbation.parquet",
-            summary=f"{RESULTS}/tables/perturbation_summary.parquet",
-            jacobian=f"{RESULTS}/tables/jacobian.parquet",
+            table="results/tables/perturbation.parquet",
+            summary="results/tables/perturbation_summary.parquet",
+            jacobian="results/tables/jacobian.parquet",
         output:
             relations=report(
-                f"{RESULTS}/figures/perturbation/relations.png",
+                "results/figures/perturbation/relations.png",
                 caption="../report/perturbation_relations.rst",
                 category="Perturbation sensitivity",
             ),
             layers=report(
-                f"{RESULTS}/figures/perturbation/layers.png",
+                "results/figures/perturbation/layers.png",
                 caption="../report/perturbation_layers.rst",
                 category="Perturbation sensitivity",
             ),
             jacobian=report(
-                f"{RESULTS}/figures/perturbation/jacobian.png",
+                "results/figures/perturbation/jacobian.png",
                 caption="../report/perturbation_jacobian.rst",
                 category="Perturbation sensitivity",
             ),
@@ -158,9 +158,9 @@ if STAGE_RUNS["perturbation"]:
             tables=lambda wc, input: os.path.dirname(input.table),
             out_dir=lambda wc, output: os.path.dirname(output.relations),
         log:
-            f"{LOGS}/perturbation/figures.log",
+            "results/logs/perturbation/figures.log",
         benchmark:
-            f"{BENCH}/perturbation/figures.tsv"
+            "results/benchmarks/perturbation/figures.tsv"
         threads: 1
         resources:
             **stage_resources("report"),

@@ -1,5 +1,5 @@
 # Prefetch stage: download hub models and hub datasets on the login node (local rules),
-# so that every other job runs offline (HF_HUB_OFFLINE=1, see the end of common.smk).
+# so that every other job runs offline (HF_HUB_OFFLINE=1, set in common.smk under `# --- prefetch ---`).
 #
 #   snakemake prefetch --configfile configs/paper.yaml        # on the login node, with network
 #   snakemake --profile workflow/profiles/slurm --configfile configs/paper.yaml
@@ -23,16 +23,16 @@ rule prefetch:
 
 rule prefetch_model:
     output:
-        f"{RESULTS}/prefetch/models/{{model}}.json",
+        "results/prefetch/models/{model}.json",
     params:
         repo_id=lambda wc: shell_arg(model_entry(STUDY, wc.model)["id"]),
         revision=lambda wc: model_entry(STUDY, wc.model)["revision"],
         hub_flags=lambda wc: " ".join(model_reference(STUDY, wc.model).hub_flags()),
         cache=lambda wc: shell_quote(hf_cache_root()),
     log:
-        f"{LOGS}/prefetch/models/{{model}}.log",
+        "results/logs/prefetch/models/{model}.log",
     benchmark:
-        f"{BENCH}/prefetch/models/{{model}}.tsv"
+        "results/benchmarks/prefetch/models/{model}.tsv"
     threads: 1
     resources:
         **stage_resources("prefetch"),
@@ -47,7 +47,7 @@ rule prefetch_model:
 
 rule prefetch_dataset:
     output:
-        f"{RESULTS}/prefetch/datasets/{{base}}.json",
+        "results/prefetch/datasets/{base}.json",
     params:
         hub_id=lambda wc: STUDY["datasets"][wc.base]["hub_id"],
         flags=lambda wc: " ".join(
@@ -57,9 +57,9 @@ rule prefetch_dataset:
         ),
         cache=lambda wc: shell_quote(hf_cache_root()),
     log:
-        f"{LOGS}/prefetch/datasets/{{base}}.log",
+        "results/logs/prefetch/datasets/{base}.log",
     benchmark:
-        f"{BENCH}/prefetch/datasets/{{base}}.tsv"
+        "results/benchmarks/prefetch/datasets/{base}.tsv"
     threads: 1
     resources:
         **stage_resources("prefetch"),

@@ -11,26 +11,26 @@ rule tables:
         eval_outputs(),
     output:
         accuracy=report(
-            f"{RESULTS}/tables/accuracy.parquet",
+            "results/tables/accuracy.parquet",
             caption="../report/accuracy_table.rst",
             category="Noise robustness",
         ),
-        robustness=f"{RESULTS}/tables/robustness.parquet",
-        mcnemar=f"{RESULTS}/tables/mcnemar.parquet",
+        robustness="results/tables/robustness.parquet",
+        mcnemar="results/tables/mcnemar.parquet",
         markdown=report(
-            f"{RESULTS}/tables/accuracy.md",
+            "results/tables/accuracy.md",
             caption="../report/accuracy_markdown.rst",
             category="Noise robustness",
         ),
         # the .csv / .md copies attnlab.report.tables.write_tables writes beside each table
-        copies=expand(f"{RESULTS}/tables/{{table}}.{{ext}}", table=["accuracy", "robustness", "mcnemar"], ext=["csv"])
-        + expand(f"{RESULTS}/tables/{{table}}.md", table=["robustness", "mcnemar"]),
+        copies=expand("results/tables/{table}.{ext}", table=["accuracy", "robustness", "mcnemar"], ext=["csv"])
+        + expand("results/tables/{table}.md", table=["robustness", "mcnemar"]),
     params:
         out_dir=lambda wc, output: os.path.dirname(output.accuracy),
     log:
-        f"{LOGS}/tables/tables.log",
+        "results/logs/tables/tables.log",
     benchmark:
-        f"{BENCH}/tables/tables.tsv"
+        "results/benchmarks/tables/tables.tsv"
     threads: 1
     resources:
         **stage_resources("report"),
@@ -43,16 +43,16 @@ rule tables:
 
 rule figures:
     input:
-        accuracy=f"{RESULTS}/tables/accuracy.parquet",
-        robustness=f"{RESULTS}/tables/robustness.parquet",
+        accuracy="results/tables/accuracy.parquet",
+        robustness="results/tables/robustness.parquet",
     output:
         accuracy=report(
-            f"{RESULTS}/figures/accuracy.png",
+            "results/figures/accuracy.png",
             caption="../report/accuracy_figure.rst",
             category="Noise robustness",
         ),
         robustness=report(
-            f"{RESULTS}/figures/robustness.png",
+            "results/figures/robustness.png",
             caption="../report/robustness_figure.rst",
             category="Noise robustness",
         ),
@@ -60,9 +60,9 @@ rule figures:
         tables=lambda wc, input: os.path.dirname(input.accuracy),
         out_dir=lambda wc, output: os.path.dirname(output.accuracy),
     log:
-        f"{LOGS}/figures/figures.log",
+        "results/logs/figures/figures.log",
     benchmark:
-        f"{BENCH}/figures/figures.tsv"
+        "results/benchmarks/figures/figures.tsv"
     threads: 1
     resources:
         **stage_resources("report"),
@@ -90,12 +90,12 @@ rule robustness_difference:
         eval_outputs(),
     output:
         table=report(
-            f"{RESULTS}/tables/robustness_difference.parquet",
+            "results/tables/robustness_difference.parquet",
             caption="../report/robustness_difference_table.rst",
             category="Noise robustness",
         ),
         markdown=report(
-            f"{RESULTS}/tables/robustness_difference.md",
+            "results/tables/robustness_difference.md",
             caption="../report/robustness_difference_table.rst",
             category="Noise robustness",
         ),
@@ -103,9 +103,9 @@ rule robustness_difference:
         models=shell_quote(ROBUSTNESS_MODELS),
         pairs=shell_quote(ROBUSTNESS_PAIRS),
     log:
-        f"{LOGS}/tables/robustness_difference.log",
+        "results/logs/tables/robustness_difference.log",
     benchmark:
-        f"{BENCH}/tables/robustness_difference.tsv"
+        "results/benchmarks/tables/robustness_difference.tsv"
     threads: 1
     resources:
         **stage_resources("report"),
@@ -129,17 +129,17 @@ if SEED_GROUPS:
             seed_group_eval_outputs(),
         output:
             accuracy=report(
-                f"{RESULTS}/tables/seeds_accuracy.parquet",
+                "results/tables/seeds_accuracy.parquet",
                 caption="../report/seeds_table.rst",
                 category="Noise robustness",
             ),
-            robustness=f"{RESULTS}/tables/seeds_robustness.parquet",
-            comparison=f"{RESULTS}/tables/seeds_comparison.parquet",
-            accuracy_csv=f"{RESULTS}/tables/seeds_accuracy.csv",
-            robustness_csv=f"{RESULTS}/tables/seeds_robustness.csv",
-            comparison_csv=f"{RESULTS}/tables/seeds_comparison.csv",
+            robustness="results/tables/seeds_robustness.parquet",
+            comparison="results/tables/seeds_comparison.parquet",
+            accuracy_csv="results/tables/seeds_accuracy.csv",
+            robustness_csv="results/tables/seeds_robustness.csv",
+            comparison_csv="results/tables/seeds_comparison.csv",
             markdown=report(
-                f"{RESULTS}/tables/seeds.md",
+                "results/tables/seeds.md",
                 caption="../report/seeds_table.rst",
                 category="Noise robustness",
             ),
@@ -148,9 +148,9 @@ if SEED_GROUPS:
             seed=STUDY["seed"],
             out_dir=lambda wc, output: os.path.dirname(output.accuracy),
         log:
-            f"{LOGS}/tables/seeds.log",
+            "results/logs/tables/seeds.log",
         benchmark:
-            f"{BENCH}/tables/seeds.tsv"
+            "results/benchmarks/tables/seeds.tsv"
         threads: 1
         resources:
             **stage_resources("report"),

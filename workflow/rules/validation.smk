@@ -21,16 +21,16 @@ if STAGE_RUNS["validation"]:
         input:
             unpack(validation_inputs),
         output:
-            f"{RESULTS}/validation/{{model}}/{{base}}/pruning.parquet",
+            "results/validation/{model}/{base}/pruning.parquet",
         params:
             location=lambda wc: model_location(wc.model),
             spec=validation_spec("pruning"),
             device=STUDY["device"],
             flags=model_flags(train=True),
         log:
-            f"{LOGS}/validation/{{model}}/{{base}}/pruning.log",
+            "results/logs/validation/{model}/{base}/pruning.log",
         benchmark:
-            f"{BENCH}/validation/{{model}}/{{base}}/pruning.tsv"
+            "results/benchmarks/validation/{model}/{base}/pruning.tsv"
         threads: threads_for("validation")
         resources:
             **stage_resources("validation"),
@@ -47,16 +47,16 @@ if STAGE_RUNS["validation"]:
         input:
             unpack(validation_inputs),
         output:
-            f"{RESULTS}/validation/{{model}}/{{base}}/sparse.parquet",
+            "results/validation/{model}/{base}/sparse.parquet",
         params:
             location=lambda wc: model_location(wc.model),
             spec=validation_spec("sparse"),
             device=STUDY["device"],
             flags=model_flags(train=True),
         log:
-            f"{LOGS}/validation/{{model}}/{{base}}/sparse.log",
+            "results/logs/validation/{model}/{base}/sparse.log",
         benchmark:
-            f"{BENCH}/validation/{{model}}/{{base}}/sparse.tsv"
+            "results/benchmarks/validation/{model}/{base}/sparse.tsv"
         threads: threads_for("validation")
         resources:
             **stage_resources("validation"),
@@ -71,43 +71,43 @@ if STAGE_RUNS["validation"]:
 
     rule validation_tables:
         input:
-            pruning=expand(f"{RESULTS}/validation/{{model}}/{{base}}/pruning.parquet", model=VALIDATION_MODELS, base=DATASETS),
-            sparse=expand(f"{RESULTS}/validation/{{model}}/{{base}}/sparse.parquet", model=VALIDATION_MODELS, base=DATASETS),
+            pruning=expand("results/validation/{model}/{base}/pruning.parquet", model=VALIDATION_MODELS, base=DATASETS),
+            sparse=expand("results/validation/{model}/{base}/sparse.parquet", model=VALIDATION_MODELS, base=DATASETS),
         output:
             pruning=report(
-                f"{RESULTS}/tables/pruning.parquet",
+                "results/tables/pruning.parquet",
                 caption="../report/validation_pruning_table.rst",
                 category="Head attribution",
                 subcategory="Causal validation",
             ),
             pruning_md=report(
-                f"{RESULTS}/tables/pruning.md",
+                "results/tables/pruning.md",
                 caption="../report/validation_pruning_table.rst",
                 category="Head attribution",
                 subcategory="Causal validation",
             ),
-            pruning_csv=f"{RESULTS}/tables/pruning.csv",
-            pruning_tests=f"{RESULTS}/tables/pruning_tests.parquet",
+            pruning_csv="results/tables/pruning.csv",
+            pruning_tests="results/tables/pruning_tests.parquet",
             sparse=report(
-                f"{RESULTS}/tables/sparse_attention.parquet",
+                "results/tables/sparse_attention.parquet",
                 caption="../report/validation_sparse_table.rst",
                 category="Head attribution",
                 subcategory="Causal validation",
             ),
             sparse_md=report(
-                f"{RESULTS}/tables/sparse_attention.md",
+                "results/tables/sparse_attention.md",
                 caption="../report/validation_sparse_table.rst",
                 category="Head attribution",
                 subcategory="Causal validation",
             ),
-            sparse_csv=f"{RESULTS}/tables/sparse_attention.csv",
-            sparse_tests=f"{RESULTS}/tables/sparse_tests.parquet",
+            sparse_csv="results/tables/sparse_attention.csv",
+            sparse_tests="results/tables/sparse_tests.parquet",
         params:
             out_dir=lambda wc, output: os.path.dirname(output.pruning),
         log:
-            f"{LOGS}/validation_tables/validation_tables.log",
+            "results/logs/validation_tables/validation_tables.log",
         benchmark:
-            f"{BENCH}/validation_tables/validation_tables.tsv"
+            "results/benchmarks/validation_tables/validation_tables.tsv"
         threads: 1
         resources:
             **stage_resources("report"),
@@ -121,17 +121,17 @@ if STAGE_RUNS["validation"]:
 
     rule validation_figures:
         input:
-            pruning=f"{RESULTS}/tables/pruning.parquet",
-            sparse=f"{RESULTS}/tables/sparse_attention.parquet",
+            pruning="results/tables/pruning.parquet",
+            sparse="results/tables/sparse_attention.parquet",
         output:
             pruning=report(
-                expand(f"{RESULTS}/figures/validation/{{model}}_{{base}}_pruning.png", model=VALIDATION_MODELS, base=DATASETS),
+                expand("results/figures/validation/{model}_{base}_pruning.png", model=VALIDATION_MODELS, base=DATASETS),
                 caption="../report/validation_pruning_figure.rst",
                 category="Head attribution",
                 subcategory="Causal validation",
             ),
             sparse=report(
-                expand(f"{RESULTS}/figures/validation/{{model}}_{{base}}_sparse.png", model=VALIDATION_MODELS, base=DATASETS),
+                expand("results/figures/validation/{model}_{base}_sparse.png", model=VALIDATION_MODELS, base=DATASETS),
                 caption="../report/validation_sparse_figure.rst",
                 category="Head attribution",
                 subcategory="Causal validation",
@@ -140,9 +140,9 @@ if STAGE_RUNS["validation"]:
             tables=lambda wc, input: os.path.dirname(input.pruning),
             out_dir=lambda wc, output: os.path.dirname(output[0]),
         log:
-            f"{LOGS}/validation_figures/validation_figures.log",
+            "results/logs/validation_figures/validation_figures.log",
         benchmark:
-            f"{BENCH}/validation_figures/validation_figures.tsv"
+            "results/benchmarks/validation_figures/validation_figures.tsv"
         threads: 1
         resources:
             **stage_resources("report"),
