@@ -39,21 +39,20 @@ import contextlib
 import math
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from attnlab.perturbation.relations import sample_texts
 from attnlab.perturbation.sites import model_type, num_layers, require_called, site_hook
+from attnlab.study.schema import schema_defaults
 
 __all__ = ["LayerJacobian", "effective_rank", "run_jacobian", "sample_texts", "sensitivity", "spectral_norm"]
 
+#: the spec keys of :func:`run_jacobian` and their defaults: the config schema's (``perturbation.jacobian``)
 DEFAULT_JACOBIAN_SPEC: dict[str, Any] = {
-    "num_texts": 32,
-    "num_vectors": 8,
-    "power_iterations": 20,
-    "layers": None,
+    k: v for k, v in schema_defaults("perturbation", "jacobian").items()
+    if k in ("num_texts", "num_vectors", "power_iterations", "layers")
 }
 
 COLUMNS = (

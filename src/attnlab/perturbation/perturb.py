@@ -53,22 +53,17 @@ from attnlab.perturbation.sites import (
     site_hook,
     site_width,
 )
+from attnlab.study.schema import schema_defaults
 
 log = logging.getLogger(__name__)
 
 #: defaults of the ``perturbation`` config section's experiment keys (the schema repeats them)
-DEFAULT_SPEC: dict[str, Any] = {
-    "sites": list(SITES),
-    "methods": list(METHODS),
-    "modes": list(MODES),
-    "layers": None,
-    "fraction": 0.05,
-    "sigma": 1.0,
-    "scale_factor": 2.0,
-    "random_seeds": 5,
-    "max_facts": None,
-    "templates": None,
-}
+#: the keys of an experiment spec (the perturbation section's keys that reach :func:`run_perturbation`)
+SPEC_KEYS: tuple[str, ...] = (
+    "sites", "methods", "modes", "layers", "fraction", "sigma", "scale_factor", "random_seeds", "max_facts", "templates",
+)
+#: their defaults: the config schema's (``perturbation`` section), the one place a default is written
+DEFAULT_SPEC: dict[str, Any] = {k: v for k, v in schema_defaults("perturbation").items() if k in SPEC_KEYS}
 
 #: probe copies stacked into one forward pass (bounds memory; results do not depend on it)
 MAX_ROWS_PER_PASS = 1024
