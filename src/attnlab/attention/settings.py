@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from attnlab.models.architectures import architecture_names
-from attnlab.study.models import evaluated_replicates, uses_diffusion_generation
+from attnlab.study.models import evaluated_replicates, listed_model_errors, uses_diffusion_generation
 from attnlab.study.selections import as_name_list, model_variants, selected_models
 
 #: the config section that switches the stage: it runs when ``attention`` is present (and not null)
@@ -23,16 +23,12 @@ def _attention_errors(config: Mapping[str, Any]) -> list[str]:
         return []
     errors: list[str] = []
     section = config.get("attention", {})
-    for name in as_name_list(section.get("models")):
+    names = as_name_list(section.get("models"))
+    errors += listed_model_errors(config, "attention.models", names, ATTENTION_ARCHITECTURES,
+                                  "it has no attention to measure")  # fmt: skip
+    for name in names:
         spec = config["models"].get(name)
-        if spec is None:
-            errors.append(f"config key 'attention.models': {name!r} is not a configured model ({sorted(config['models'])})")
-        elif spec["source"] == "scratch" and spec["architecture"] not in ATTENTION_ARCHITECTURES:
-            errors.append(
-                f"config key 'attention.models': {name!r} is a {spec['architecture']} model, which has no attention "
-                f"to measure (supported: {', '.join(ATTENTION_ARCHITECTURES)})"
-            )
-        elif spec["source"] == "hub" and uses_diffusion_generation(spec):
+        if spec is not None and spec["source"] == "hub" and uses_diffusion_generation(spec):
             errors.append(
                 f"config key 'attention.models': {name!r} is a hub diffusion model (custom modeling code); the "
                 "attention stage captures llama, diffllama, gpt2 and the project's mdlm only"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from attnlab.models.architectures import architecture_names
-from attnlab.study.models import model_architecture
+from attnlab.study.models import listed_model_errors, model_architecture
 from attnlab.study.selections import CLEAN, as_name_list, model_variants, selected_models
 
 #: the config section that switches the stage: it runs when ``attribution`` is present (and not null)
@@ -30,17 +30,8 @@ def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
     if section is None:
         return []
     errors: list[str] = []
-    if section.get("models") is not None:
-        for name in as_name_list(section["models"]):
-            if name not in config["models"]:
-                errors.append(f"config key 'attribution.models': {name!r} is not a configured model")
-                continue
-            arch = model_architecture(config, name)
-            if arch is not None and arch not in ATTRIBUTION_ARCHITECTURES:
-                errors.append(
-                    f"config key 'attribution.models': {name!r} has architecture {arch!r}, which has no attention heads "
-                    f"to gate (supported: {', '.join(sorted(ATTRIBUTION_ARCHITECTURES))})"
-                )
+    errors += listed_model_errors(config, "attribution.models", as_name_list(section.get("models")),
+                                  sorted(ATTRIBUTION_ARCHITECTURES), "it has no attention heads to gate")  # fmt: skip
     universe = [CLEAN, *config["noise"]["types"]]
     for name in as_name_list(section["variants"]):
         if name not in universe:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from attnlab.models.architectures import architecture_names
 from attnlab.study.hubfiles import hub_config_field
-from attnlab.study.models import replicate_models
+from attnlab.study.models import listed_model_errors, replicate_models
 from attnlab.study.selections import as_name_list, selected_models
 
 #: the config section that switches the stage: it runs when ``needle`` is present (and not null)
@@ -27,15 +27,8 @@ def _needle_errors(config: Mapping[str, Any]) -> list[str]:
     if "needle" not in config:
         return errors
     section = config["needle"]
-    for name in as_name_list(section.get("models")):
-        spec = config["models"].get(name)
-        if spec is None:
-            errors.append(f"config key 'needle.models': {name!r} is not a configured model")
-        elif spec["source"] == "scratch" and spec["architecture"] not in NEEDLE_ARCHITECTURES:
-            errors.append(
-                f"config key 'needle.models': {name!r} is a {spec['architecture']} model; the needle probe needs "
-                f"causal attention ({', '.join(NEEDLE_ARCHITECTURES)})"
-            )
+    errors += listed_model_errors(config, "needle.models", as_name_list(section.get("models")), NEEDLE_ARCHITECTURES,
+                                  "the needle probe needs causal attention")  # fmt: skip
     if not errors and not needle_models(config):
         errors.append("config key 'needle': no model to probe (set needle.models or configure a scratch llama/diffllama/gpt2)")
     widest = max(section["context_lengths"]) + (max(section["n_needles"]) - 1) * section["context_per_needle"]

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 from attnlab.models.architectures import architecture_names
 from attnlab.study.hubfiles import hub_model_files, model_hidden_size, token_count
+from attnlab.study.models import listed_model_errors
 from attnlab.study.selections import study_models
-
 
 #: the config section that switches the stage: it runs when ``perturbation`` is present (and not null)
 SECTION: str | None = "perturbation"
@@ -22,16 +22,11 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
 
     errors: list[str] = []
     analysable = set(architecture_names(causal=True))
-    for i, name in enumerate(section["models"]):
+    errors += listed_model_errors(config, "perturbation.models", section["models"], sorted(analysable),
+                                  "the perturbation analysis needs a causal LM", indexed=True)  # fmt: skip
+    for name in section["models"]:
         spec = config["models"].get(name)
-        if spec is None:
-            errors.append(f"config key 'perturbation.models.{i}': {name!r} is not one of {sorted(config['models'])}")
-        elif spec["source"] == "scratch" and spec["architecture"] not in analysable:
-            errors.append(
-                f"config key 'perturbation.models.{i}': architecture {spec['architecture']!r} of {name!r} is not "
-                f"analysable (causal LMs only: {sorted(analysable)})"
-            )
-        elif spec["source"] == "scratch":
+        if spec is not None and spec["source"] == "scratch" and spec["architecture"] in analysable:
             for key in ("layers",):
                 bad = [x for x in section[key] or [] if x >= spec["num_layers"]]
                 jac_bad = [x for x in section["jacobian"]["layers"] or [] if x >= spec["num_layers"]]

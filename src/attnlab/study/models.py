@@ -226,3 +226,23 @@ def model_reference(config: Mapping[str, Any], name: str) -> ModelReference:
     parent, recipe = parsed if parsed is not None else (None, None)
     configured, seed = replicate_models(config).get(parent or name, (parent or name, int(config["seed"])))
     return ModelReference(name=name, configured=configured, seed=int(seed), recipe=recipe, parent=parent, entry=entry)
+
+
+def listed_model_errors(
+    config: Mapping[str, Any], key: str, names: Sequence[str], architectures: Sequence[str], need: str,
+    indexed: bool = False,
+) -> list[str]:
+    """Check the models a stage section lists under ``key``: each is a configured model, and a scratch one has one
+    of the ``architectures`` the stage handles (``need`` says what the stage needs of it). One line per problem,
+    naming the key (``key.<i>`` with ``indexed``)."""
+    errors: list[str] = []
+    for i, name in enumerate(names):
+        where = f"{key}.{i}" if indexed else key
+        spec = config["models"].get(name)
+        if spec is None:
+            errors.append(f"config key '{where}': {name!r} is not a configured model ({', '.join(sorted(config['models']))})")
+        elif spec["source"] == "scratch" and spec["architecture"] not in architectures:
+            errors.append(
+                f"config key '{where}': {name!r} is a {spec['architecture']} model; {need} ({', '.join(architectures)})"
+            )
+    return errors
