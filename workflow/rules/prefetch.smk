@@ -26,9 +26,8 @@ rule prefetch_model:
         "results/prefetch/models/{model}.json",
     params:
         repo_id=lambda wc: shell_arg(model_entry(STUDY, wc.model)["id"]),
-        revision=lambda wc: model_entry(STUDY, wc.model)["revision"],
         hub_flags=lambda wc: " ".join(model_reference(STUDY, wc.model).hub_flags()),
-        cache=lambda wc: shell_quote(hf_cache_root()),
+        rerun_on_cache_dir=lambda wc: shell_quote(hf_cache_root()),  # the job downloads into $HF_HOME (set in common.smk)
     log:
         "results/logs/prefetch/models/{model}.log",
     benchmark:
@@ -55,7 +54,7 @@ rule prefetch_dataset:
             for key, flag in (("hub_config", "dataset-config"), ("revision", "revision"))
             if STUDY["datasets"][wc.base].get(key) is not None
         ),
-        cache=lambda wc: shell_quote(hf_cache_root()),
+        rerun_on_cache_dir=lambda wc: shell_quote(hf_cache_root()),  # the job downloads into $HF_HOME
     log:
         "results/logs/prefetch/datasets/{base}.log",
     benchmark:
