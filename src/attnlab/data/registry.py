@@ -17,6 +17,10 @@ A loader returns the base-dataset frame (see :data:`attnlab.data.schema.BASE_COL
 :func:`load_base_dataset` validates it. A noise function returns one sentence to
 insert; :func:`attnlab.data.noise.apply_noise` does the rest (position, insertion,
 span bookkeeping).
+
+The built-in loaders and noise types register themselves when their modules are imported; the package
+``attnlab.data`` imports them, and Python runs a package's ``__init__`` before any of its modules, so the
+registries are filled before anyone reads them and this module imports none of the implementations.
 """
 
 from __future__ import annotations
@@ -78,20 +82,13 @@ def unregister_noise(name: str) -> None:
     _NOISE.pop(name, None)
 
 
-def _ensure_builtins() -> None:
-    # Importing the modules runs their @register_* decorators.
-    from attnlab.data import gsm8k, noise, synthetic  # noqa: F401
-
-
 def available_datasets() -> list[str]:
     """Names of the registered dataset loaders, sorted."""
-    _ensure_builtins()
     return sorted(_DATASETS)
 
 
 def available_noise_types() -> list[str]:
     """Names of the registered noise types plus ``"clean"``, sorted."""
-    _ensure_builtins()
     return sorted([CLEAN, *_NOISE])
 
 
@@ -101,7 +98,6 @@ def get_noise_function(name: str) -> NoiseFunction:
     Raises:
         KeyError: naming the unknown type and the known ones.
     """
-    _ensure_builtins()
     if name not in _NOISE:
         raise KeyError(f"unknown noise type {name!r}; known: {', '.join(available_noise_types())}")
     return _NOISE[name]
@@ -120,7 +116,6 @@ def load_base_dataset(spec: Mapping[str, Any], split: str, seed: int, n: int | N
     Returns:
         The base-dataset frame, validated against :data:`~attnlab.data.schema.BASE_COLUMNS`.
     """
-    _ensure_builtins()
     if not isinstance(spec, Mapping):
         raise TypeError(f"dataset spec must be a mapping, got {type(spec).__name__}")
     if "loader" not in spec:
