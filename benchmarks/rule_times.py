@@ -1,11 +1,14 @@
 """Per-rule wall times of a finished study, from Snakemake's ``benchmark:`` files.
 
     python benchmarks/rule_times.py [results/benchmarks]
+    python benchmarks/rule_times.py NEW/results/benchmarks --before OLD/results/benchmarks
 
 Prints a Markdown table: one row per rule with the number of jobs, the total and
 the largest wall time of a job, the total CPU time (``cpu_time``: user + system
 seconds of the job's processes) and the largest peak memory (max_rss, MB); then
-the study's totals (the CPU-time budget of a study is the sum over every job).
+the study's totals (the CPU-time budget of a study is the sum over every job). With ``--before`` it prints
+one row per rule with the CPU seconds of both runs and their difference, and the totals: the measurement of a
+design change's cost (only jobs that ran in a run count for it).
 """
 
 from __future__ import annotations
@@ -35,9 +38,34 @@ def rule_times(bench_dir: Path) -> pd.DataFrame:
     )
 
 
+def compare(after: pd.DataFrame, before: pd.DataFrame) -> pd.DataFrame:
+    """CPU seconds and jobs per rule of two runs (missing rule = 0) and the difference after - before."""
+    both = before[["rule", "jobs", "cpu_s"]].merge(
+        after[["rule", "jobs", "cpu_s"]], on="rule", how="outer", suffixes=("_before", "_after")
+    ).fillna(0)
+    both["cpu_s_change"] = both["cpu_s_after"] - both["cpu_s_before"]
+    return both
+
+
 def main() -> None:
-    bench_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "results/benchmarks")
+    args = list(sys.argv[1:])
+    before_dir = None
+    if "--before" in args:
+        i = args.index("--before")
+        before_dir = Path(args[i + 1])
+        del args[i : i + 2]
+    bench_dir = Path(args[0] if args else "results/benchmarks")
     table = rule_times(bench_dir)
+    if before_dir is not None:
+        rows = compare(table, rule_times(before_dir))
+        print("| rule | jobs before | jobs after | CPU s before | CPU s after | change |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for row in rows.itertuples():
+            print(f"| {row.rule} | {row.jobs_before:.0f} | {row.jobs_after:.0f} | {row.cpu_s_before:.1f} | "
+                  f"{row.cpu_s_after:.1f} | {row.cpu_s_change:+.1f} |")
+        print(f"| **all** | {rows.jobs_before.sum():.0f} | {rows.jobs_after.sum():.0f} | {rows.cpu_s_before.sum():.1f} | "
+              f"{rows.cpu_s_after.sum():.1f} | {rows.cpu_s_change.sum():+.1f} |")
+        return
     print("| rule | jobs | total s | slowest job s | CPU s | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
     for row in table.itertuples():
