@@ -106,7 +106,8 @@ def validate_config(
     """
     schema = load_schema(schema_path)
     config = switched_off_sections_removed(copy.deepcopy(dict(config)))
-    errors = [line for key, line in STAGE_SWITCH_HINTS.items() if key in config] or schema_errors(config, schema)
+    errors = [line for key, line in STAGE_SWITCH_HINTS.items() if config.pop(key, None) is not None]
+    errors += schema_errors(config, schema)
     if not errors:
         fill_defaults(config, schema)
         import_plugins(config)
