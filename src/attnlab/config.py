@@ -4,7 +4,7 @@
 Errors name the offending key (``models.llama.architecture``), so a typo fails before any job runs. After the
 schema and its defaults come the study-wide checks (dataset files exist, noise types and dataset loaders are
 registered, selections name configured entries, few-shot datasets have a train split), then every stage's own
-checks (``config_errors`` of each settings module in :data:`attnlab.stages.SETTINGS`), then the cross-field
+checks (``config_errors`` of each settings module in :data:`attnlab.stages.STAGES`), then the cross-field
 checks of :mod:`attnlab.config_checks`.
 """
 

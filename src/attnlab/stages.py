@@ -6,17 +6,17 @@ the registry calls for a validated ``config``:
 * ``config_errors(config) -> list[str]`` — what the schema cannot check about the stage's section, each line
   naming its key (:func:`attnlab.config.validate_config` runs every stage's);
 * ``targets(config, results) -> list[str]`` — the final files of the stage (an empty list when the stage is off
-  or has nothing to run); the workflow's ``rule all`` asks :func:`stage_targets`, and each rule file defines
-  its rules only when its stage has targets (:func:`stage_runs`);
+  or has nothing to run); the workflow computes :func:`targets_by_stage` once: ``rule all`` asks for every
+  target, and each rule file defines its rules only when its stage has targets (``STAGE_RUNS``);
 
 and ``SECTION``, the config section that switches the stage on (it runs when the section is present; null, as
 ``snakemake --config <section>=`` gives, is absent), or None for a stage that always runs.
 
 So a new stage is one entry here plus its settings module (``attnlab.<stage>.settings``), its CLI module
 (``attnlab.<stage>.cli``, registered from this list), its schema fragment, its rule file and its ``include:``
-in the Snakefile; no rule file appends to a shared list and no central module lists its checks. The order is the order of the report:
-the trained models, fine-tuning, attention, needle, attribution, validation, perturbation, then
-the report's pooled and paired tables.
+in the Snakefile; no rule file appends to a shared list and no central module lists its checks. The order is
+the order of the report: the trained models, fine-tuning, attention, needle, attribution, validation,
+perturbation, then the report's pooled and paired tables.
 """
 
 from __future__ import annotations
@@ -49,17 +49,17 @@ def stage_sections() -> list[str]:
     return [module.SECTION for module in stage_settings_modules() if module.SECTION is not None]
 
 
+def targets_by_stage(config: Mapping[str, Any], results: str = "results") -> dict[str, list[str]]:
+    """``{stage: its final targets}`` for ``config``, in :data:`STAGES` order (an empty list: the stage does not
+    run, and its rule file defines no rule)."""
+    return {name: list(module.targets(config, results)) for (name, _), module in zip(STAGES, stage_settings_modules())}
+
+
 def stage_targets(config: Mapping[str, Any], results: str = "results") -> list[str]:
     """Every stage's final targets for ``config``, in :data:`STAGES` order, each file once."""
-    out: list[str] = []
-    for module in stage_settings_modules():
-        for target in module.targets(config, results):
-            if target not in out:
-                out.append(target)
-    return out
+    return unique_targets(targets_by_stage(config, results))
 
 
-def stage_runs(config: Mapping[str, Any], results: str = "results") -> dict[str, bool]:
-    """``{stage: whether it runs}``: a stage runs when its settings name a target (its section is present, with
-    something to run). Each rule file defines its rules only under ``if STAGE_RUNS["<stage>"]:``."""
-    return {name: bool(importlib.import_module(module).targets(config, results)) for name, module in STAGES}
+def unique_targets(by_stage: Mapping[str, list[str]]) -> list[str]:
+    """The targets of :func:`targets_by_stage`, in stage order, each file once."""
+    return list(dict.fromkeys(target for targets in by_stage.values() for target in targets))

@@ -31,7 +31,7 @@ except ConfigError as err:
 # (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
 # reruns the rule's jobs. `--rerun-triggers mtime params input software-env` leaves code changes out.
 from attnlab.fingerprint import code_marker
-from attnlab.stages import stage_runs, stage_targets
+from attnlab.stages import targets_by_stage, unique_targets
 
 RESULTS = "results"
 LOGS = "results/logs"
@@ -174,8 +174,9 @@ def init_flag(wildcards, input):
 
 def model_inputs(wildcards):
     """A scratch or fine-tuned model's folder is a job input; a hub model is fetched by id."""
-    if model_entry(STUDY, wildcards.model)["source"] in ("scratch", "sft"):
-        return {"model": f"{RESULTS}/models/{wildcards.model}"}
+    reference = model_reference(STUDY, wildcards.model)
+    if reference.trained_here:
+        return {"model": reference.location(RESULTS)}
     # hub: the prefetch marker (the login node downloaded it), or the local folder the id names
     return prefetch_inputs(wildcards.model)
 
@@ -195,19 +196,20 @@ def seed_group_eval_outputs():
     return expand("results/eval/{model}/{base}/{variant}.parquet", model=members, base=DATASETS, variant=VARIANTS)
 
 
-#: final targets of the analysis stages, from each stage's settings module (attnlab.stages)
-STAGE_TARGETS = stage_targets(STUDY, RESULTS)
+#: {stage: its final targets}, from each stage's settings module (attnlab.stages), computed once
+TARGETS_BY_STAGE = targets_by_stage(STUDY, RESULTS)
+STAGE_TARGETS = unique_targets(TARGETS_BY_STAGE)
 #: {stage: whether it runs}; each stage's rule file defines its rules only when it does
-STAGE_RUNS = stage_runs(STUDY, RESULTS)
+STAGE_RUNS = {stage: bool(targets) for stage, targets in TARGETS_BY_STAGE.items()}
 
 
 def all_outputs():
+    """The evaluation table and figures, then every stage's final targets (the trained models' loss curves first)."""
     outputs = [
         "results/tables/accuracy.parquet",
         "results/figures/accuracy.png",
         "results/figures/robustness.png",
     ]
-    outputs += [f"{RESULTS}/training/{m}/loss.png" for m in MODELS if m in SCRATCH]
     return outputs + [t for t in STAGE_TARGETS if t not in outputs]
 
 
@@ -280,7 +282,8 @@ def dataset_inputs(wildcards):
 
 def prefetch_targets():
     """Every marker of the study (the inputs of the target rule `prefetch`)."""
-    models = [m for m in MODELS if model_entry(STUDY, m)["source"] == "hub" and not _prefetch_is_local(model_entry(STUDY, m)["id"])]
+    references = [model_reference(STUDY, m) for m in MODELS]
+    models = [r.name for r in references if not r.trained_here and not _prefetch_is_local(r.entry["id"])]
     bases = [b for b in DATASETS if "hub_id" in STUDY["datasets"][b]]
     return [prefetch_marker(m) for m in models] + [prefetch_dataset_marker(b) for b in bases]
 
