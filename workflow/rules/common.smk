@@ -6,7 +6,7 @@ import re
 import shlex
 
 from attnlab.config import validate_config
-from attnlab.models.settings import diffusion_adaptation_spec, diffusion_init_source
+from attnlab.models.settings import diffusion_init_source, scratch_train_spec
 from attnlab.study.models import diffusion_settings, model_entry, model_reference, parse_sft_name, replicate_models, scratch_models
 from attnlab.study.schema import ConfigError, schema_defaults
 from attnlab.study.selections import fewshot_seed, model_variants, n_test_items, seed_groups, selected_datasets, selected_models, selected_variants, study_models
@@ -147,11 +147,9 @@ def pretrain_spec(wildcards):
     """The shared train settings as JSON; replicate seeds are not part of them (adding one reruns nothing else).
 
     An mdlm initialised from a llama (``models.<name>.init``) trains with its adaptation settings instead
-    (attnlab.models.settings.diffusion_adaptation_spec)."""
+    (attnlab.models.settings.scratch_train_spec)."""
     base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
-    if diffusion_init_source(STUDY, base) is not None:
-        return shell_quote(diffusion_adaptation_spec(STUDY, base))
-    return shell_quote({k: v for k, v in STUDY["pretrain"].items() if k != "replicates"})
+    return shell_quote(scratch_train_spec(STUDY, base))
 
 
 def extra_corpora(wildcards):
@@ -386,8 +384,9 @@ def evaluation_spec(model):
 
 
 def pretrain_model_spec(model):
-    """A scratch model's entry without its generation settings (changing those does not retrain it)."""
-    return {k: v for k, v in model_entry(STUDY, model).items() if k != "diffusion"}
+    """A scratch model's entry without its generation and training settings (changing the generation settings
+    does not retrain it; the training settings travel in the train spec)."""
+    return {k: v for k, v in model_entry(STUDY, model).items() if k not in ("diffusion", "pretrain")}
 
 
 # --- validation ---

@@ -62,7 +62,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
     from attnlab.models.tokenizer import load_tokenizer
 
     architecture, size = validate_architecture_spec(args.spec)
-    config = build_scratch_config(architecture, size, load_tokenizer(args.tokenizer))
+    config = build_scratch_config(architecture, size, load_tokenizer(args.tokenizer), args.spec.get("head_norm"))
     print(count_parameters(config))
     return 0
 

@@ -38,10 +38,13 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from attnlab.models.diffllama import DiffLlamaForCausalLM
 from attnlab.models.mdlm import MDLMConfig
 
-#: importing mdlm registers the masked diffusion LM (model_type attnlab_mdlm) with the Auto classes
+#: importing mdlm registers the masked diffusion LM (model_type attnlab_mdlm) with the Auto classes, and importing
+#: diffllama the DiffLlama class that builds the per-head norm its config names
 _REGISTERED_CONFIGS = (MDLMConfig,)
+_REGISTERED_MODELS = (DiffLlamaForCausalLM,)
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,

@@ -77,10 +77,17 @@ OPTIONAL_TRAIN_DEFAULTS: dict[str, Any] = {
     "adam_beta2": 0.95,
     "adam_epsilon": 1e-8,
     "answer_window": None,
+    "precision": "float32",
 }
 
+#: ``precision`` values: float32 throughout, or bf16 autocast of the training forward/backward (fp32 weights,
+#: optimiser state and validation loss)
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+
 #: Keys of a scratch model entry that are not size fields.
-NON_SIZE_SPEC_KEYS: frozenset[str] = frozenset({"architecture", "source", "dtype", "diffusion", "init"})
+NON_SIZE_SPEC_KEYS: frozenset[str] = frozenset(
+    {"architecture", "source", "dtype", "diffusion", "init", "head_norm", "pretrain"}
+)
 
 #: Batches per length-sorted group when ``group_by_length`` is on.
 GROUP_BATCHES = 50
@@ -140,6 +147,8 @@ def validate_train_spec(train_spec: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"train spec key 'answer_window' must be a positive integer or null, got {window!r}")
         if spec["loss_on"] != "answer" or spec["packing"]:
             raise ValueError("train spec key 'answer_window' needs loss_on: answer and packing: false")
+    if spec["precision"] not in PRECISIONS:
+        raise ValueError(f"train spec key 'precision' must be one of {list(PRECISIONS)}, got {spec['precision']!r}")
     if spec["packing"] and spec["group_by_length"]:
         raise ValueError("train spec keys 'packing' and 'group_by_length' exclude each other")
     if not 0 < spec["validation_fraction"] < 1:
@@ -518,7 +527,7 @@ def pretrain(
     tokenizer = load_tokenizer(tokenizer_dir)
     tokenizer.padding_side = "right"
     pad_id = tokenizer.pad_token_id
-    config = build_scratch_config(architecture, size, tokenizer)
+    config = build_scratch_config(architecture, size, tokenizer, architecture_spec.get("head_norm"))
     n_params = count_parameters(config)
 
     if init_from is not None and architecture != "mdlm":
@@ -569,6 +578,7 @@ def pretrain(
         spec["scheduler"], optimizer, num_warmup_steps=spec["warmup_steps"], num_training_steps=steps
     )
 
+    autocast = spec["precision"] == "bfloat16"
     rows: list[dict[str, Any]] = []
     tokens_seen = 0
     rows.append(
@@ -588,7 +598,8 @@ def pretrain(
             )
         lr = scheduler.get_last_lr()[0]
         input_ids, labels = input_ids.to(device), labels.to(device)
-        loss = objective.train_loss(model, input_ids, labels)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
+            loss = objective.train_loss(model, input_ids, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{architecture}: non-finite training loss {loss.item()} at step {step}")
         loss.backward()

@@ -56,6 +56,7 @@ from transformers import (
 )
 
 from attnlab.models.architectures import ARCHITECTURES
+from attnlab.models.diffllama import head_norm_spec  # also registers the head-norm DiffLlama class
 from attnlab.models.mdlm import MDLMConfig  # also registers attnlab_mdlm with the Auto classes
 
 SCRATCH_ARCHITECTURES: tuple[str, ...] = tuple(ARCHITECTURES)
@@ -89,7 +90,10 @@ def _special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
 
 
 def build_scratch_config(
-    architecture: str, size: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase
+    architecture: str,
+    size: Mapping[str, Any],
+    tokenizer: PreTrainedTokenizerBase,
+    head_norm: Mapping[str, Any] | None = None,
 ) -> PretrainedConfig:
     """The HF config of a from-scratch ``architecture`` with the shared ``size`` fields.
 
@@ -98,6 +102,8 @@ def build_scratch_config(
         size: size fields (see the module docstring for keys per architecture).
         tokenizer: the shared tokenizer; gives ``vocab_size`` (``len(tokenizer)``)
             and the pad/bos/eos ids.
+        head_norm: diffllama only: the per-head norm (:func:`attnlab.models.diffllama.head_norm_spec`; ``None`` =
+            transformers' published form, which then leaves no ``head_norm`` key in the config).
 
     Raises:
         ValueError: unknown architecture, unknown or missing size key, or a size
@@ -115,6 +121,11 @@ def build_scratch_config(
         **_special_token_ids(tokenizer),
     }
     d = req["hidden_size"]
+    head_norm = head_norm_spec(head_norm)
+    if head_norm is not None and architecture != "diffllama":
+        raise ValueError(f"head_norm is a diffllama option, not one of architecture {architecture!r}")
+    if head_norm is not None:
+        common["head_norm"] = head_norm
 
     if architecture in ("llama", "diffllama", "mdlm"):
         heads = req["num_heads"]

@@ -74,6 +74,20 @@ def diffusion_init_source(config: Mapping[str, Any], model: str) -> str | None:
     return None if init is None else str(init["from"])
 
 
+def scratch_train_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The train spec of scratch model ``model``: the shared ``pretrain`` settings with the entry's own
+    ``models.<model>.pretrain`` values (steps, learning rate, warm-up) on top; an mdlm with ``init`` trains with
+    :func:`diffusion_adaptation_spec` instead."""
+    if diffusion_init_source(config, model) is not None:
+        return diffusion_adaptation_spec(config, model)
+    train = {k: v for k, v in config["pretrain"].items() if k != "replicates"}
+    own = config["models"][model].get("pretrain") or {}
+    train.update(own)
+    if "steps" in own:
+        train["eval_every"] = min(train["eval_every"], own["steps"])
+    return train
+
+
 def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The train spec of an mdlm initialised from a llama: the shared pretrain settings with the ``init`` entry's
     steps, learning rate, batch size, warm-up and loss, on the math problems only (no extra corpora), unpacked,
@@ -116,6 +130,14 @@ def _scratch_entry_errors(config: Mapping[str, Any]) -> list[str]:
             if name in config["models"]:
                 errors.append(f"config key 'pretrain.replicates': replicate name {name!r} clashes with a configured model")
     for name, spec in config["models"].items():
+        if "head_norm" in spec and spec.get("architecture") != "diffllama":
+            errors.append(f"config key 'models.{name}.head_norm': only for architecture diffllama")
+        elif (spec.get("head_norm") or {}).get("kind") == "none" and spec["head_norm"].get("init_scale") is not None:
+            errors.append(f"config key 'models.{name}.head_norm.init_scale': kind none has no norm to scale")
+        if "pretrain" in spec and "init" in spec:
+            errors.append(
+                f"config key 'models.{name}.pretrain': an mdlm adapted from a llama trains with its init settings"
+            )
         if spec["source"] == "scratch" and spec["architecture"] in architecture_names(attention=True):
             if "num_heads" not in spec:
                 errors.append(f"config key 'models.{name}.num_heads': required for architecture {spec['architecture']}")
