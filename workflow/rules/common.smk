@@ -27,6 +27,13 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
+# item counts above what the data files hold are met by the items there are (attnlab.study.items): say so
+from attnlab.study.items import item_notes as _item_notes
+from snakemake.logging import logger as _logger
+
+for _note in _item_notes(STUDY):
+    _logger.info(f"note: {_note}")
+
 # Each rule's command ends in "; : attnlab code <fingerprint>" of the library code its subcommand runs
 # (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
 # reruns the rule's jobs. `--rerun-triggers mtime params input software-env` leaves code changes out.

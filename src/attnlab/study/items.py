@@ -71,6 +71,13 @@ def _validation_runs(config: Mapping[str, Any]) -> bool:
     return config.get("validation") is not None and config.get("attribution") is not None
 
 
+def _more_items_hint(source: str, total: int) -> str:
+    """How to get more test items than ``total``, given what set the number (:func:`test_items`)."""
+    if source.startswith("preset"):
+        return f"set max_samples above {total} (or a larger preset)"
+    return f"raise {source} above {total}"
+
+
 def item_errors(config: Mapping[str, Any]) -> list[str]:
     """Item counts no job could run with: validation measuring no item, or attribution taking every test item
     (validation then has none left; it would fail after data, pretraining and attribution have run)."""
@@ -91,7 +98,7 @@ def item_errors(config: Mapping[str, Any]) -> list[str]:
             f"config key 'attribution.items': {config['attribution']['items']} attributed items take all "
             f"{split['test']} test items of dataset {dataset!r} ({source}), and validation measures only items the "
             f"head scores were not computed on: none would be left (the validation jobs would fail after "
-            f"attribution). Set attribution.items below {split['test']}, or raise {source.split(' ')[0]}"
+            f"attribution). Set attribution.items below {split['test']}, or {_more_items_hint(source, split['test'])}"
         )
     return errors
 
