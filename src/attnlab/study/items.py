@@ -37,7 +37,7 @@ def split_size(config: Mapping[str, Any], dataset: str, split: str) -> tuple[int
     return None, ""
 
 
-def test_items(config: Mapping[str, Any], dataset: str) -> tuple[int | None, str]:
+def items_per_variant(config: Mapping[str, Any], dataset: str) -> tuple[int | None, str]:
     """``(test items of each variant file of the dataset, what sets that number)``; None when not known here."""
     wanted = n_test_items(config)
     size, key = split_size(config, dataset, "test")
@@ -52,7 +52,7 @@ def validation_split(config: Mapping[str, Any], dataset: str) -> dict[str, int] 
     """The items of one dataset as attribution and validation use them: ``test`` in each variant file,
     ``attributed`` (the first ones), ``held_out`` (the rest), and the ``pass_items`` / ``loss_items`` the
     validation jobs measure (the configured counts, at most ``held_out``); None when the test size is unknown."""
-    total, _ = test_items(config, dataset)
+    total, _ = items_per_variant(config, dataset)
     if total is None:
         return None
     attributed = min(int(config["attribution"]["items"]), total)
@@ -72,7 +72,7 @@ def _validation_runs(config: Mapping[str, Any]) -> bool:
 
 
 def _more_items_hint(source: str, total: int) -> str:
-    """How to get more test items than ``total``, given what set the number (:func:`test_items`)."""
+    """How to get more test items than ``total``, given what set the number (:func:`items_per_variant`)."""
     if source.startswith("preset"):
         return f"set max_samples above {total} (or a larger preset)"
     return f"raise {source} above {total}"
@@ -93,7 +93,7 @@ def item_errors(config: Mapping[str, Any]) -> list[str]:
         split = validation_split(config, dataset)
         if split is None or split["held_out"] > 0:
             continue
-        _, source = test_items(config, dataset)
+        _, source = items_per_variant(config, dataset)
         errors.append(
             f"config key 'attribution.items': {config['attribution']['items']} attributed items take all "
             f"{split['test']} test items of dataset {dataset!r} ({source}), and validation measures only items the "
@@ -108,7 +108,7 @@ def item_notes(config: Mapping[str, Any]) -> list[str]:
     count each stage then uses (the rule of the module docstring)."""
     notes = []
     for dataset in selected_datasets(config):
-        total, source = test_items(config, dataset)
+        total, source = items_per_variant(config, dataset)
         if total is None:
             continue
         where = f"dataset {dataset!r} has {total} test items a variant ({source})"
