@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from attnlab.models.architectures import architecture_names
 from attnlab.study.models import listed_model_errors, model_architecture
-from attnlab.study.selections import CLEAN, as_name_list, model_variants, selected_models, unselected
+from attnlab.study.selections import CLEAN, as_name_list, model_variants, selected_models
 
 #: the config section that switches the stage: it runs when ``attribution`` is present (and not null)
 SECTION: str | None = "attribution"
@@ -41,6 +41,8 @@ def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
     first, last = section["layers"]["first"], section["layers"]["last"]
     if last is not None and last < first:
         errors.append(f"config key 'attribution.layers.last': {last} is before layers.first {first}")
+    from attnlab.study.selections import unselected  # the lists as written: a selection never invalidates them
+
     for name in attribution_base_models(unselected(config)):
         spec = config["models"][name]
         if spec["source"] == "scratch" and max(first, last if last is not None else 0) >= spec["num_layers"]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -362,21 +362,7 @@ def probe_items(
     return pd.DataFrame(rows, columns=ITEM_SCHEMA.names)
 
 
-def _corpus_draws(
-    resources: NeedleResources, filler: Sequence[str], size: int, n_needles: Sequence[int], min_chars: int,
-    max_chars: int, number_digits: int, seed: int, chars_per_needle: int,
-) -> Iterator[tuple[int, int, EpisodePlan, int, int]]:
-    """``(index, needles, plan, extra characters, budget)`` of every corpus episode, in the corpus's seeded order."""
-    corpus_cities, _ = split_cities(resources)
-    rng = random.Random(item_seed(seed, "corpus"))
-    for index in range(size):
-        n = rng.choice(list(n_needles))
-        plan = draw_plan(rng, resources, filler, corpus_cities, n, rng.uniform(0.0, 100.0), number_digits)
-        extra = (n - 1) * chars_per_needle
-        yield index, n, plan, extra, rng.randint(min_chars, max_chars) + extra
-
-
-def _shortfall_message(max_chars: int, extra: int, n: int, which: str, needed: int) -> str:
+def _shortfall_message(max_chars: int, extra: int, n: int, which: str, needed: int | str) -> str:
     return (
         f"needle.corpus.max_chars={max_chars} (+ {extra} for {n} needles) is too small for {n} needles and a question "
         f"({which} needs {needed} characters)"
@@ -424,8 +410,13 @@ def corpus_shortfall(
         fits_all = fits_all and _bare_length(resources, n, number_digits, longest=True) <= room
     if fits_all or filler is None:
         return None
-    for index, n, plan, extra, _ in _corpus_draws(resources, filler, size, n_needles, min_chars, max_chars,
-                                                 number_digits, seed, chars_per_needle):  # fmt: skip
+    corpus_cities, _ = split_cities(resources)
+    rng = random.Random(item_seed(seed, "corpus"))
+    for index in range(size):  # the draws of corpus_documents, in its order (a test holds the two together)
+        n = rng.choice(list(n_needles))
+        plan = draw_plan(rng, resources, filler, corpus_cities, n, rng.uniform(0.0, 100.0), number_digits)
+        extra = (n - 1) * chars_per_needle
+        rng.randint(min_chars, max_chars)  # the episode's budget: drawn, not needed here
         episode = realize(plan, 0)
         needed = len(format_example(episode.question, episode.answer))
         if needed > max_chars + extra:
@@ -454,16 +445,24 @@ def corpus_documents(
     Raises:
         ValueError: if ``max_chars`` cannot hold the needles and the question.
     """
+    corpus_cities, _ = split_cities(resources)
+    rng = random.Random(item_seed(seed, "corpus"))
     texts = []
-    for index, n, plan, extra, budget in _corpus_draws(resources, filler, size, n_needles, min_chars, max_chars,
-                                                       number_digits, seed, chars_per_needle):  # fmt: skip
+    for index in range(size):
+        n = rng.choice(list(n_needles))
+        plan = draw_plan(rng, resources, filler, corpus_cities, n, rng.uniform(0.0, 100.0), number_digits)
+        extra = (n - 1) * chars_per_needle
+        budget = rng.randint(min_chars, max_chars) + extra
 
         def document(m: int) -> str:
             episode = realize(plan, m)
             return format_example(episode.question, episode.answer)
 
         if len(document(0)) > max_chars + extra:
-            raise ValueError(_shortfall_message(max_chars, extra, n, f"episode {index}", len(document(0))))
+            raise ValueError(
+                f"needle.corpus.max_chars={max_chars} (+ {extra} for {n} needles) is too small for {n} needles and a question "
+                f"(episode {index} needs {len(document(0))} characters)"
+            )
         m = 0
         while m < len(plan.filler) and len(document(m + 1)) <= budget:
             m += 1
