@@ -19,6 +19,7 @@ RECIPE = {"dataset": "synthetic", "noise_mix": {"clean": 0.5, "inf": 0.5}}
 def raw() -> dict:
     config = load_yaml(REPO_ROOT / "configs" / "ci.yaml")
     config["sft"] = {"models": ["llama", "diffllama"], "recipes": {"noisy": RECIPE, "clean": {"dataset": "synthetic"}}}
+    config["datasets"]["synthetic"]["train_size"] = 2000  # the standard preset's 2,000 problems (samples: null)
     return config
 
 

@@ -13,12 +13,14 @@ from attnlab.study.schema import load_yaml
 
 
 @pytest.fixture(scope="module")
-def study() -> dict:
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    workdir = tmp_path_factory.mktemp("study")
+    (workdir / "my models" / "lm").mkdir(parents=True)  # a local folder id must exist where the jobs run
     config = load_yaml(REPO_ROOT / "config.yaml")
     config["models"]["hub-lm"] = {"source": "hub", "id": "org/some-lm", "revision": "v1.0",
                                   "subfolder": "checkpoints/step-100", "trust_remote_code": True, "dtype": "bfloat16"}
     config["models"]["local-lm"] = {"source": "hub", "id": "./my models/lm"}
-    return validate_config(config, base_dir=REPO_ROOT)
+    return validate_config(config, base_dir=workdir)
 
 
 def test_a_configured_model_a_replicate_and_the_sft_variant_of_a_replicate(study: dict) -> None:

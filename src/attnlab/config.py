@@ -44,6 +44,7 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
         for key in ("test_path", "train_path", "templates"):
             if key in spec and not (base_dir / spec[key]).is_file():
                 errors.append(f"config key 'datasets.{name}.{key}': file not found: {spec[key]}")
+    errors += _local_model_errors(config, base_dir)
     for i, noise in enumerate(config["noise"]["types"]):
         if noise == CLEAN or noise not in noise_types:
             errors.append(
@@ -68,6 +69,25 @@ def _semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     for module in stage_settings_modules():
         errors += module.config_errors(config)
     errors += cross_field_errors(config)
+    return errors
+
+
+def _local_model_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
+    """A hub entry whose ``id`` is a path (attnlab.tools.hfcache.is_local_path) names a folder that exists: the
+    folder is every model job's input, so a missing one would stop the workflow with no key named."""
+    from attnlab.tools.hfcache import is_local_path
+
+    errors = []
+    for name, spec in config["models"].items():
+        if spec["source"] == "hub" and is_local_path(spec["id"]):
+            path = Path(spec["id"]).expanduser()
+            if not (base_dir / path).is_dir():
+                where = "" if path.is_absolute() else f" (relative to {base_dir})"
+                errors.append(
+                    f"config key 'models.{name}.id': {spec['id']!r} is a local path (it starts with '.', '/' or '~', "
+                    f"or has more than one '/'), but no such folder exists{where}; the model's jobs could not find "
+                    "their input"
+                )
     return errors
 
 

@@ -5,6 +5,7 @@
 * ``oneOf`` of ``required`` alternatives (a GSM8K dataset's ``test_path`` / ``hub_id``): "give one of
   test_path, hub_id" — with "not both" when several are set.
 * ``maxLength`` of a name: its length and the limit.
+* ``minItems`` of an empty list whose schema has a description: "an empty list" and what the key is for.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def readable_message(
     """
     if error.validator == "maxLength" and isinstance(error.instance, str):
         return f"{error.instance[:40]!r}… is {len(error.instance)} characters long; at most {error.validator_value}"
+    if error.validator == "minItems" and error.instance == [] and error.schema.get("description"):
+        return f"an empty list; the key lists {error.schema['description']}"
     if error.validator != "oneOf":
         return None
     alternatives = [resolve(a) for a in error.validator_value]

@@ -6,7 +6,7 @@ import re
 import shlex
 
 from attnlab.config import validate_config
-from attnlab.models.settings import diffusion_init_source, scratch_train_spec
+from attnlab.models.settings import diffusion_init_model, diffusion_init_source, scratch_train_spec
 from attnlab.study.models import diffusion_settings, model_entry, model_reference, parse_sft_name, replicate_models, scratch_models
 from attnlab.study.schema import ConfigError, schema_defaults
 from attnlab.study.selections import fewshot_seed, model_variants, n_test_items, seed_groups, selected_datasets, selected_models, selected_variants, study_models
@@ -26,6 +26,13 @@ try:
     STUDY = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+
+# item counts above what the data files hold are met by the items there are (attnlab.study.items): say so
+from attnlab.study.items import item_notes as _item_notes
+from snakemake.logging import logger as _logger
+
+for _note in _item_notes(STUDY):
+    _logger.info(f"note: {_note}")
 
 # Each rule's command ends in "; : attnlab code <fingerprint>" of the library code its subcommand runs
 # (attnlab.fingerprint): Snakemake's `code` rerun trigger compares command texts, so an edit of that code
@@ -160,9 +167,9 @@ def extra_corpora(wildcards):
 
 
 def init_model(wildcards):
-    """The trained llama an mdlm starts from (models.<name>.init.from), as a job input; none for other models."""
-    base = REPLICATES.get(wildcards.scratch_model, (wildcards.scratch_model,))[0]
-    source = diffusion_init_source(STUDY, base)
+    """The trained llama an mdlm starts from (models.<name>.init.from; a replicate: the llama of its own seed),
+    as a job input; none for other models."""
+    source = diffusion_init_model(STUDY, wildcards.scratch_model)
     return {} if source is None else {"init": f"{RESULTS}/models/{source}"}
 
 

@@ -2,13 +2,13 @@
 # answer-producing query's attention on the answer span vs noise context, by needle depth
 # (the Differential Transformer paper's Table 3). Runs when the config has a `needle` section.
 # Its input functions are in common.smk, under `# --- needle ---`.
+# The episode corpus is defined whenever the section is present: pretraining reads it (pretrain.extra_corpora)
+# even when the model selection leaves the stage no model to probe.
 
-if STAGE_RUNS["needle"]:
+if needle_enabled(STUDY):
 
     localrules:
         corpus_needle,
-        needle_table,
-        needle_figure,
 
     rule corpus_needle:
         output:
@@ -28,6 +28,13 @@ if STAGE_RUNS["needle"]:
         shell:
             "attnlab needle corpus --spec {params.spec} --seed {params.seed} --out {output} > {log} 2>&1"
             + code_marker("attnlab.needle.cli:_cmd_corpus")
+
+
+if STAGE_RUNS["needle"]:
+
+    localrules:
+        needle_table,
+        needle_figure,
 
     rule needle_probe:
         input:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from attnlab.models.architectures import architecture_names
 from attnlab.study.models import evaluated_replicates, listed_model_errors, uses_diffusion_generation
-from attnlab.study.selections import as_name_list, model_variants, selected_models
+from attnlab.study.selections import as_name_list, model_variants, selected_models, unselected
 
 #: the config section that switches the stage: it runs when ``attention`` is present (and not null)
 SECTION: str | None = "attention"
@@ -33,7 +33,7 @@ def _attention_errors(config: Mapping[str, Any]) -> list[str]:
                 f"config key 'attention.models': {name!r} is a hub diffusion model (custom modeling code); the "
                 "attention stage captures llama, diffllama, gpt2 and the project's mdlm only"
             )
-    if not errors and not attention_models(config):
+    if not errors and not attention_models(unselected(config)):
         errors.append(
             "config key 'attention.models': no model to measure (configure a model with "
             f"attention: {', '.join(ATTENTION_ARCHITECTURES)} or a hub model)"

@@ -41,7 +41,9 @@ def _attribution_errors(config: Mapping[str, Any]) -> list[str]:
     first, last = section["layers"]["first"], section["layers"]["last"]
     if last is not None and last < first:
         errors.append(f"config key 'attribution.layers.last': {last} is before layers.first {first}")
-    for name in attribution_base_models(config):
+    from attnlab.study.selections import unselected  # the lists as written: a selection never invalidates them
+
+    for name in attribution_base_models(unselected(config)):
         spec = config["models"][name]
         if spec["source"] == "scratch" and max(first, last if last is not None else 0) >= spec["num_layers"]:
             errors.append(

@@ -30,6 +30,7 @@ from attnlab.stages import STAGES
 
 def _config_check(args: argparse.Namespace) -> int:
     from attnlab.config import validate_config
+    from attnlab.study.items import item_notes
     from attnlab.study.schema import ConfigError, load_yaml
     from attnlab.study.selections import n_test_items, selected_datasets, selected_models, selected_variants
 
@@ -49,6 +50,7 @@ def _config_check(args: argparse.Namespace) -> int:
         "datasets": selected_datasets(config),
         "variants": selected_variants(config),
         "test_items_per_dataset": n_test_items(config) or "all",
+        "notes": item_notes(config),
     }
     print(json.dumps(summary, indent=2))
     return 0

@@ -88,6 +88,17 @@ def scratch_train_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     return train
 
 
+def diffusion_init_model(config: Mapping[str, Any], model: str) -> str | None:
+    """The trained model a scratch model or replicate is adapted from, else None: ``models.<base>.init.from``, and
+    for a training-seed replicate ``<base>-seed<N>`` the parent's replicate of the same seed (``mdlm-seed1`` from
+    ``llama-seed1``; the check requires the parent among ``pretrain.replicates.models``)."""
+    base, seed = replicate_models(config).get(model, (model, None))
+    source = diffusion_init_source(config, base)
+    if source is None or seed is None:
+        return source
+    return f"{source}-seed{seed}"
+
+
 def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The train spec of an mdlm initialised from a llama: the shared pretrain settings with the ``init`` entry's
     steps, learning rate, batch size, warm-up and loss, on the math problems only (no extra corpora), unpacked,
@@ -124,6 +135,14 @@ def _scratch_entry_errors(config: Mapping[str, Any]) -> list[str]:
         for model in config["pretrain"]["replicates"]["models"]:
             if config["models"].get(model, {}).get("source") != "scratch":
                 errors.append(f"config key 'pretrain.replicates.models': {model!r} is not a configured scratch model")
+        for model in config["pretrain"]["replicates"]["models"]:
+            parent = diffusion_init_source(config, model) if model in config["models"] else None
+            if parent is not None and parent not in config["pretrain"]["replicates"]["models"]:
+                errors.append(
+                    f"config key 'pretrain.replicates.models': {model!r} is adapted from {parent!r} "
+                    f"(models.{model}.init.from), so each replicate {model}-seed<N> adapts from {parent}-seed<N>; "
+                    f"list {parent!r} there too (or leave {model!r} out)"
+                )
         if config["seed"] in seeds:
             errors.append(f"config key 'pretrain.replicates.seeds': {config['seed']} is the study seed (the model itself)")
         for name in replicate_models(config):

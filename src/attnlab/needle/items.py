@@ -362,6 +362,68 @@ def probe_items(
     return pd.DataFrame(rows, columns=ITEM_SCHEMA.names)
 
 
+def _shortfall_message(max_chars: int, extra: int, n: int, which: str, needed: int | str) -> str:
+    return (
+        f"needle.corpus.max_chars={max_chars} (+ {extra} for {n} needles) is too small for {n} needles and a question "
+        f"({which} needs {needed} characters)"
+    )
+
+
+def _bare_length(resources: NeedleResources, n: int, number_digits: int, longest: bool) -> int:
+    """Characters of an episode of ``n`` needles and no filler, built from the shortest (or longest) corpus city,
+    needle template and question template: a bound on every drawn episode's."""
+    cities, _ = split_cities(resources)
+    pick = max if longest else min
+    city = pick(cities, key=len)
+    number = 10 ** (number_digits - 1)
+    needle = pick((t.format(city=city, number=number) for t in resources.needle_templates), key=len)
+    question = pick((t.format(city=city) for t in resources.question_templates), key=len)
+    plan = EpisodePlan(needles=(needle,) * n, numbers=(number,) * n, cities=(city,) * n,
+                       fractions=(0.0,) * n, question=question, filler=(), depth=0.0)  # fmt: skip
+    episode = realize(plan, 0)
+    return len(format_example(episode.question, episode.answer))
+
+
+def corpus_shortfall(
+    resources: NeedleResources,
+    filler: Sequence[str] | None,
+    *,
+    size: int,
+    n_needles: Sequence[int],
+    max_chars: int,
+    number_digits: int,
+    seed: int,
+    min_chars: int,
+    chars_per_needle: int = 0,
+) -> str | None:
+    """Why :func:`corpus_documents` would fail for this spec (an episode's needles and question alone exceed
+    ``max_chars`` + its ``chars_per_needle`` share), or None. Cheap bounds first: a needle count whose shortest
+    possible episode does not fit fails; when even the longest fits for every count, none fails; in between the
+    corpus's seeded draws are replayed (``filler`` given; with None only the bounds are checked). ``min_chars``
+    is part of the draws, so it is the spec's (at most ``max_chars``)."""
+    fits_all = True
+    for n in sorted(set(n_needles)):
+        room = max_chars + (n - 1) * chars_per_needle
+        shortest = _bare_length(resources, n, number_digits, longest=False)
+        if shortest > room:
+            return _shortfall_message(max_chars, room - max_chars, n, "every episode", f"at least {shortest}")
+        fits_all = fits_all and _bare_length(resources, n, number_digits, longest=True) <= room
+    if fits_all or filler is None:
+        return None
+    corpus_cities, _ = split_cities(resources)
+    rng = random.Random(item_seed(seed, "corpus"))
+    for index in range(size):  # the draws of corpus_documents, in its order (a test holds the two together)
+        n = rng.choice(list(n_needles))
+        plan = draw_plan(rng, resources, filler, corpus_cities, n, rng.uniform(0.0, 100.0), number_digits)
+        extra = (n - 1) * chars_per_needle
+        rng.randint(min_chars, max_chars)  # the episode's budget: drawn, not needed here
+        episode = realize(plan, 0)
+        needed = len(format_example(episode.question, episode.answer))
+        if needed > max_chars + extra:
+            return _shortfall_message(max_chars, extra, n, f"episode {index}", needed)
+    return None
+
+
 def corpus_documents(
     resources: NeedleResources,
     filler: Sequence[str],

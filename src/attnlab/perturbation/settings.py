@@ -59,8 +59,41 @@ def _perturbation_errors(config: Mapping[str, Any]) -> list[str]:
             load_relations(section["corpus"]["relations"])
         except (FileNotFoundError, RelationsError) as err:
             errors.append(f"config key 'perturbation.corpus.relations': {err}")
+    errors += _site_errors(config)
+    if section["jacobian"]["num_texts"] < 2:
+        errors.append(
+            f"config key 'perturbation.jacobian.num_texts': {section['jacobian']['num_texts']} text; the Jacobian "
+            "table's spread and interval over texts need at least 2 (one text gives no variance)"
+        )
     if not errors:
         errors += _jacobian_errors(config)
+    return errors
+
+
+#: the scratch architectures that have each site (residual: every one; mlp: Transformers; delta: SSMs)
+SITE_ARCHITECTURES: dict[str, tuple[str, ...]] = {
+    "residual": architecture_names(causal=True),
+    "mlp": architecture_names(causal=True, attention=True),
+    "delta": architecture_names(ssm=True),
+}
+
+
+def _site_errors(config: Mapping[str, Any]) -> list[str]:
+    """Every site of ``perturbation.sites`` exists in some listed model (a hub model's architecture is not known
+    here and may have any): a site none has would add no row, and the tables built for it would be empty."""
+    section = config["perturbation"]
+    specs = [config["models"][m] for m in section["models"] if m in config["models"]]
+    if not specs or any(spec["source"] != "scratch" for spec in specs):
+        return []
+    architectures = sorted({spec["architecture"] for spec in specs})
+    errors = []
+    for site in section["sites"]:
+        if not any(a in SITE_ARCHITECTURES.get(site, ()) for a in architectures):
+            errors.append(
+                f"config key 'perturbation.sites': no model of perturbation.models {list(section['models'])} "
+                f"({', '.join(architectures)}) has site {site!r} (it exists in {', '.join(SITE_ARCHITECTURES[site])}); "
+                "drop it or add such a model"
+            )
     return errors
 
 

@@ -47,6 +47,8 @@ def _sft_errors(config: Mapping[str, Any]) -> list[str]:
             errors.append(f"config key '{where}.dataset': {dataset!r} is not a configured dataset")
         elif not has_train_split(config["datasets"][dataset]):
             errors.append(f"config key '{where}.dataset': dataset {dataset!r} has no train split (set train_path)")
+        else:
+            errors += _samples_errors(config, name, dataset)
         for noise in recipe["noise_mix"]:
             if noise not in noise_types:
                 errors.append(
@@ -57,6 +59,24 @@ def _sft_errors(config: Mapping[str, Any]) -> list[str]:
         if recipe["method"] == "full" and recipe.get("lora") not in (None, {}, schema_defaults("sft", "recipes", "*", "lora")):
             errors.append(f"config key '{where}.lora': set method: lora to use LoRA settings")
     return errors
+
+
+def _samples_errors(config: Mapping[str, Any], recipe: str, dataset: str) -> list[str]:
+    """A recipe's ``samples`` (the preset's count when null) fit the train split it draws from, when the config
+    tells its size (:func:`attnlab.study.items.split_size`); the training-set job would fail otherwise."""
+    from attnlab.study.items import split_size
+
+    samples = sft_recipe(config, recipe)["samples"]
+    available, key = split_size(config, dataset, "train")
+    if samples is None or available is None or samples <= available:
+        return []
+    given = config["sft"]["recipes"][recipe].get("samples")
+    what = f"{samples}" if given is not None else f"null (preset {config.get('preset', 'standard')}: {samples})"
+    return [
+        f"config key 'sft.recipes.{recipe}.samples': {what} problems exceed the {available} of the train split of "
+        f"dataset {dataset!r} ({key}); the training-set job would fail. Set samples to at most {available} "
+        f"(or raise {key})"
+    ]
 
 
 def sft_data_spec(config: Mapping[str, Any], recipe: str) -> dict[str, Any]:

@@ -42,6 +42,13 @@ def selected_models(config: Mapping[str, Any]) -> list[str]:
     return [m for m in config["models"] if not chosen or m in chosen]
 
 
+def unselected(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the model selection cleared: the lists a stage's section names, before ``select_models``
+    narrows them. A stage's checks compare its lists on this config, so deselecting a model drops it from every
+    stage that lists it and never makes a valid config invalid."""
+    return {**config, "select_models": []}
+
+
 def selected_datasets(config: Mapping[str, Any]) -> list[str]:
     chosen = as_name_list(config.get("select_datasets"))
     return [d for d in config["datasets"] if not chosen or d in chosen]

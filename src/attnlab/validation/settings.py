@@ -20,6 +20,7 @@ from attnlab.study.selections import (
     model_variants,
     selected_datasets,
     selected_models,
+    unselected,
 )
 
 #: the config section that switches the stage: it runs when ``validation`` is present (and not null)
@@ -57,7 +58,11 @@ def validation_models(config: Mapping[str, Any]) -> list[str]:
 
 def validation_errors(config: Mapping[str, Any]) -> list[str]:
     """What the schema cannot check: the stage needs attribution, named models exist and are attributed, the
-    score method is computed, the variant exists, every budget is at least ``min_ratio``."""
+    score method is computed, the variant exists, every budget is at least ``min_ratio``, an unmasking model's
+    blocks divide ``max_new_tokens``, and some item is measured (:func:`attnlab.study.items.item_errors`).
+
+    Models are compared on the lists the sections name (:func:`attnlab.study.selections.unselected`): a selection
+    narrows validation and attribution alike, so it never makes a validated model "not attributed"."""
 
     if not validation_enabled(config):
         return []
@@ -65,7 +70,7 @@ def validation_errors(config: Mapping[str, Any]) -> list[str]:
     if not attribution_enabled(config):
         return ["config key 'validation': needs the 'attribution' section (validation reads its head scores)"]
     errors: list[str] = []
-    attributed = set(attribution_models(config))
+    attributed = set(attribution_models(unselected(config)))
     for name in as_name_list(section.get("models")):
         if name not in config["models"]:
             errors.append(f"config key 'validation.models': {name!r} is not a configured model")
@@ -81,12 +86,37 @@ def validation_errors(config: Mapping[str, Any]) -> list[str]:
     for i, budget in enumerate(section["sparse"]["budgets"]):
         if budget < floor:
             errors.append(f"config key 'validation.sparse.budgets.{i}': {budget} is below min_ratio {floor}")
+    errors += _diffusion_block_errors(config)
+    from attnlab.study.items import item_errors
+
+    return errors + item_errors(config)
+
+
+def _diffusion_block_errors(config: Mapping[str, Any]) -> list[str]:
+    """An unmasking model (mdlm, hub diffusion) generates ``validation.max_new_tokens`` tokens in blocks of its
+    ``diffusion.block_length``; a length the block does not divide would silently become one block."""
+    if not attribution_enabled(config):
+        return []
+    new_tokens = int(config["validation"]["max_new_tokens"])
+    errors = []
+    for name in validation_models(unselected(config)):
+        if name not in config["models"]:
+            continue  # an SFT variant: causal, greedy
+        diffusion = diffusion_settings(config, config["models"][name])
+        if diffusion is not None and new_tokens % int(diffusion["block_length"]):
+            errors.append(
+                f"config key 'validation.max_new_tokens': {new_tokens} is not a multiple of "
+                f"models.{name}.diffusion.block_length ({diffusion['block_length']}); the validation of {name!r} "
+                f"unmasks in blocks of that length (use a multiple of it, e.g. "
+                f"{max(1, round(new_tokens / diffusion['block_length'])) * diffusion['block_length']})"
+            )
     return errors
 
 
 def _scaled_diffusion(settings: dict[str, Any], answer_length: int) -> dict[str, Any]:
     """The model's unmasking settings at a new ``answer_length``: the same block length when it divides the new
-    length (else one block), and the same steps per token, as a multiple of the number of blocks."""
+    length (else one block: the config check refuses a validation ``max_new_tokens`` the block does not divide,
+    so this fallback serves direct calls only), and the same steps per token, as a multiple of the blocks."""
     block = int(settings["block_length"])
     if answer_length % block:
         block = answer_length
