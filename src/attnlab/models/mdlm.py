@@ -38,7 +38,7 @@ Autoregressive Models", arXiv:2410.17891 — DiffuGPT / DiffuLLaMA)
 --------------------------------------------------------------------------------------------------------------
 Three optional pieces of :class:`MaskedDiffusionObjective`, all off by default:
 
-* **attention-mask annealing** (their Sec. 3, "attention mask annealing"; :func:`annealed_attention_mask`): during
+* **attention-mask annealing** (the paper's "attention mask annealing"; :func:`annealed_attention_mask`): during
   the first ``anneal_steps`` optimiser steps the attention mask is the causal mask with a random fraction
   min(1, s / anneal_steps) of its masked-out upper triangle opened, after which it is fully bidirectional;
 * **the loss normalisation of their training code** (``loss_weighting: diffullama``; :func:`diffusion_batch_loss`);
@@ -239,7 +239,7 @@ def diffusion_batch_loss(
 
         L = (1 / |B'|) Σ_{b ∈ B'} (1 / |E_b|) Σ_{i ∈ M_b} CE_bi / p_b        (B' = sequences with |E_b| > 0)
 
-    ``diffullama`` (Gong et al. 2024, arXiv:2410.17891: the continuous-time objective of their Sec. 2,
+    ``diffullama`` (Gong et al. 2024, arXiv:2410.17891: the paper's continuous-time absorbing-diffusion objective
     L_t = (1/t) E_{q(x_t|x_0)} [ −Σ_n δ(x_t^n, m) (x_0^n)ᵀ log f_θ(x_t)_n ], as their released training code
     reduces it over a batch: the 1/t-weighted CE summed over the batch, divided by the number of masked tokens)::
 
@@ -252,7 +252,8 @@ def diffusion_batch_loss(
     The first two share the 1/t weight and differ in the normaliser: per sequence by its eligible tokens (a fixed
     count, so every sequence's term is an unbiased estimate of its NLL bound), or over the batch by the masked
     tokens (a random count ≈ Σ_b p_b |E_b|, which further up-weights the batches drawn at small t). They coincide
-    only when every eligible token is masked (p = 1). A batch with no masked token gives a zero loss (with grad).
+    only when every eligible token is masked and every sequence has as many eligible tokens (e.g. one sequence at
+    p = 1). A batch with no masked token gives a zero loss (with grad).
 
     Args:
         logits: (batch, length, vocab) predictions at every position of x_t.
