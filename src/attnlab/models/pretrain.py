@@ -48,6 +48,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 
 from attnlab.io import write_json, write_parquet
 from attnlab.io import atomic_dir
+from attnlab.models.mdlm import LOSS_WEIGHTINGS
 from attnlab.models.registry import build_scratch_config, count_parameters
 from attnlab.models.tokenizer import load_tokenizer
 from attnlab.prompts import format_example, format_question
@@ -78,7 +79,14 @@ OPTIONAL_TRAIN_DEFAULTS: dict[str, Any] = {
     "adam_epsilon": 1e-8,
     "answer_window": None,
     "precision": "float32",
+    # masked-diffusion adaptation options (architecture mdlm only; see attnlab.models.mdlm)
+    "anneal_steps": 0,
+    "loss_weighting": "llada",
+    "ar_loss_weight": 0.0,
+    "mix_documents": 0.0,
 }
+#: The train-spec keys that only a masked diffusion LM (``architecture: mdlm``) uses (off at their defaults above).
+MDLM_TRAIN_KEYS: tuple[str, ...] = ("anneal_steps", "loss_weighting", "ar_loss_weight", "mix_documents")
 
 #: ``precision`` values: float32 throughout, or bf16 autocast of the training forward/backward (fp32 weights,
 #: optimiser state and validation loss)
@@ -149,6 +157,23 @@ def validate_train_spec(train_spec: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError("train spec key 'answer_window' needs loss_on: answer and packing: false")
     if spec["precision"] not in PRECISIONS:
         raise ValueError(f"train spec key 'precision' must be one of {list(PRECISIONS)}, got {spec['precision']!r}")
+    if isinstance(spec["anneal_steps"], bool) or not isinstance(spec["anneal_steps"], int) or spec["anneal_steps"] < 0:
+        raise ValueError(f"train spec key 'anneal_steps' must be a non-negative integer, got {spec['anneal_steps']!r}")
+    if spec["anneal_steps"] > spec["steps"]:
+        raise ValueError(
+            f"train spec key 'anneal_steps' ({spec['anneal_steps']}) exceeds 'steps' ({spec['steps']}): the model would "
+            "end training with a partly causal mask but is always evaluated bidirectionally"
+        )
+    if spec["loss_weighting"] not in LOSS_WEIGHTINGS:
+        raise ValueError(f"train spec key 'loss_weighting' must be one of {list(LOSS_WEIGHTINGS)}, got {spec['loss_weighting']!r}")
+    for key in ("ar_loss_weight", "mix_documents"):
+        value = spec[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"train spec key {key!r} must be a number >= 0, got {value!r}")
+    if spec["mix_documents"] > 1:
+        raise ValueError(f"train spec key 'mix_documents' is a fraction of the steps, in [0, 1], got {spec['mix_documents']!r}")
+    if spec["mix_documents"] > 0 and spec["answer_window"] is None:
+        raise ValueError("train spec key 'mix_documents' mixes whole documents into answer-window batches: it needs answer_window")
     if spec["packing"] and spec["group_by_length"]:
         raise ValueError("train spec keys 'packing' and 'group_by_length' exclude each other")
     if not 0 < spec["validation_fraction"] < 1:
@@ -401,7 +426,10 @@ def next_token_loss_sum(model: PreTrainedModel, input_ids: torch.Tensor, labels:
 class NextTokenObjective:
     """The causal LMs' objective: mean next-token cross-entropy over the labelled targets (HF's shifted loss)."""
 
-    def train_loss(self, model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def train_loss(
+        self, model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor, step: int | None = None
+    ) -> torch.Tensor:
+        """The batch's mean next-token CE (``step`` is not used)."""
         return model(input_ids=input_ids, labels=labels).loss
 
     def reset_validation(self) -> None:
@@ -413,16 +441,28 @@ class NextTokenObjective:
         return next_token_loss_sum(model, input_ids, labels)
 
 
-def training_objective(model: PreTrainedModel, seed: int) -> Any:
+def training_objective(model: PreTrainedModel, seed: int, spec: Mapping[str, Any] | None = None) -> Any:
     """The loss for ``model.config.model_type``: LLaDA's masked-diffusion loss for ``attnlab_mdlm`` (see
-    :class:`attnlab.models.mdlm.MaskedDiffusionObjective`; its masks are seeded by ``seed``), else next-token CE."""
+    :class:`attnlab.models.mdlm.MaskedDiffusionObjective`; its masks are seeded by ``seed``, and the train ``spec``'s
+    ``anneal_steps``, ``loss_weighting`` and ``ar_loss_weight`` configure it), else next-token CE."""
     from attnlab.models.mdlm import MaskedDiffusionObjective, is_masked_diffusion_model
 
+    spec = {**OPTIONAL_TRAIN_DEFAULTS, **(spec or {})}
     if is_masked_diffusion_model(model):
         return MaskedDiffusionObjective(
-            model.config.mask_token_id, model.config.pad_token_id, sub_seed(seed, "mdlm-masking")
+            model.config.mask_token_id, model.config.pad_token_id, sub_seed(seed, "mdlm-masking"),
+            anneal_steps=spec["anneal_steps"], loss_weighting=spec["loss_weighting"],
+            ar_loss_weight=spec["ar_loss_weight"],
         )
     return NextTokenObjective()
+
+
+def whole_document_steps(steps: int, fraction: float, seed: int) -> np.ndarray:
+    """(steps,) bool: which optimiser steps train on whole documents instead of answer windows (``mix_documents``).
+
+    Each step is a whole-document step with probability ``fraction``, a seeded draw independent of the data order.
+    """
+    return np.random.default_rng(sub_seed(seed, "mix-documents")).random(steps) < fraction
 
 
 @torch.no_grad()
@@ -494,7 +534,11 @@ def pretrain(
             ``scheduler`` ("cosine"; any ``transformers.get_scheduler`` name), ``corpus``
             (dataset name, recorded only), ``group_by_length`` (False; batches of
             similar lengths, see :func:`batch_index_stream`), ``adam_beta1`` (0.9), ``adam_beta2`` (0.95),
-            ``adam_epsilon`` (1e-8) (optional, defaults in brackets).
+            ``adam_epsilon`` (1e-8) (optional, defaults in brackets); for ``architecture: mdlm`` also
+            ``anneal_steps`` (0), ``loss_weighting`` ("llada"), ``ar_loss_weight`` (0) — see
+            :class:`attnlab.models.mdlm.MaskedDiffusionObjective` — and ``mix_documents`` (0: the fraction of steps,
+            drawn by :func:`whole_document_steps`, whose batch is the same problems as whole documents with every
+            token eligible, LLaDA's pretraining layout, instead of answer windows).
         tokenizer_dir: the shared tokenizer folder (:func:`attnlab.models.tokenizer.save_tokenizer`).
         corpus: DataFrame with ``question`` and ``answer`` columns.
         seed: seeds the init (``torch.manual_seed``), the validation split and the data order.
@@ -532,6 +576,10 @@ def pretrain(
 
     if init_from is not None and architecture != "mdlm":
         raise ValueError(f"init_from is for architecture mdlm (a diffusion LM adapted from a llama), not {architecture!r}")
+    if architecture != "mdlm":
+        used = [k for k in MDLM_TRAIN_KEYS if spec[k] != OPTIONAL_TRAIN_DEFAULTS[k]]
+        if used:
+            raise ValueError(f"train spec keys {used} are for architecture mdlm only, not {architecture!r}")
     documents = corpus_documents(corpus)
     if spec["answer_window"] is not None:
         if extra_documents:
@@ -547,6 +595,9 @@ def pretrain(
         label_seqs = sequences
     train_rows, val_rows = split_validation(len(sequences), spec["validation_fraction"], seed)
     train_seqs, train_labels = [sequences[i] for i in train_rows], [label_seqs[i] for i in train_rows]
+    if spec["mix_documents"] > 0:  # the same training problems as whole documents, every token eligible
+        documents_of_rows, _ = tokenize_documents([documents[i] for i in train_rows], tokenizer, spec["max_length"])
+        whole_steps = whole_document_steps(spec["steps"], spec["mix_documents"], seed)
     val_seqs, val_labels = [sequences[i] for i in val_rows], [label_seqs[i] for i in val_rows]
     steps, batch_size = spec["steps"], spec["batch_size"]
     lengths = [len(s) for s in train_seqs] if spec["group_by_length"] else None
@@ -567,7 +618,7 @@ def pretrain(
     # positions the model was trained on: the answer window of unmasking must lie inside them
     model.config.trained_positions = int(spec["max_length"])
     model.train()
-    objective = training_objective(model, seed)  # next-token CE, or the masked-diffusion loss for mdlm
+    objective = training_objective(model, seed, spec)  # next-token CE, or the masked-diffusion loss for mdlm
     optimizer = torch.optim.AdamW(
         _parameter_groups(model, spec["weight_decay"]),
         lr=spec["learning_rate"],
@@ -591,6 +642,8 @@ def pretrain(
         if spec["packing"]:  # (batch, max_length), no padding
             rows_of_step = slice((step - 1) * batch_size, step * batch_size)
             input_ids, labels = block_ids[rows_of_step], block_labels[rows_of_step]
+        elif spec["mix_documents"] > 0 and whole_steps[step - 1]:
+            input_ids, labels = collate([documents_of_rows[i] for i in batches[step - 1]], pad_id)
         else:
             rows_of_step = batches[step - 1]
             input_ids, labels = collate(
@@ -599,7 +652,7 @@ def pretrain(
         lr = scheduler.get_last_lr()[0]
         input_ids, labels = input_ids.to(device), labels.to(device)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
-            loss = objective.train_loss(model, input_ids, labels)
+            loss = objective.train_loss(model, input_ids, labels, step=step)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{architecture}: non-finite training loss {loss.item()} at step {step}")
         loss.backward()

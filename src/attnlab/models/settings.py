@@ -62,6 +62,16 @@ def _mdlm_errors(config: Mapping[str, Any]) -> list[str]:
                         f"config key 'models.{name}': {', '.join(different)} differ from models.{init['from']} "
                         "(an mdlm initialised from a llama has its size fields)"
                     )
+            if init["anneal_steps"] > init["steps"]:
+                errors.append(
+                    f"config key 'models.{name}.init.anneal_steps': {init['anneal_steps']} exceeds init.steps "
+                    f"{init['steps']} (the mask must be fully open before adaptation ends; evaluation is bidirectional)"
+                )
+            if init["mix_documents"] > 0 and init["loss_on"] != "answer":
+                errors.append(
+                    f"config key 'models.{name}.init.mix_documents': mixes whole documents into answer-window batches; "
+                    f"it needs init.loss_on: answer, not {init['loss_on']!r}"
+                )
     for name, spec in config["models"].items():
         if "init" in spec and not (spec.get("source") == "scratch" and spec.get("architecture") == "mdlm"):
             errors.append(f"config key 'models.{name}.init': only for scratch mdlm models")
@@ -101,7 +111,9 @@ def diffusion_init_model(config: Mapping[str, Any], model: str) -> str | None:
 
 def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The train spec of an mdlm initialised from a llama: the shared pretrain settings with the ``init`` entry's
-    steps, learning rate, batch size, warm-up and loss, on the math problems only (no extra corpora), unpacked,
+    steps, learning rate, batch size, warm-up, loss and adaptation options (``anneal_steps``, ``loss_weighting``,
+    ``ar_loss_weight``, ``mix_documents``; see :class:`attnlab.models.mdlm.MaskedDiffusionObjective`), on the math
+    problems only (no extra corpora), unpacked,
     each problem's answer padded with EOS to the model's ``diffusion.answer_length`` (the unmasking window)."""
     spec = config["models"][model]
     init = spec["init"]
@@ -111,6 +123,8 @@ def diffusion_adaptation_spec(config: Mapping[str, Any], model: str) -> dict[str
         steps=init["steps"], learning_rate=init["learning_rate"], batch_size=init["batch_size"],
         warmup_steps=init["warmup_steps"], loss_on=init["loss_on"], packing=False, extra_corpora=[],
         eval_every=min(train["eval_every"], init["steps"]),
+        anneal_steps=init["anneal_steps"], loss_weighting=init["loss_weighting"],
+        ar_loss_weight=init["ar_loss_weight"], mix_documents=init["mix_documents"],
     )
     if init["loss_on"] == "answer":
         train["answer_window"] = settings["answer_length"]
