@@ -188,8 +188,8 @@ def test_tables_absent_from_the_run_are_listed_and_no_number_is_invented(tmp_pat
     (tmp_path / "tables").mkdir()
     page = S.summary_markdown(tmp_path, tmp_path / "summary.md", now=NOW, commit="unknown", machine=MACHINE)
     for name, relative in S.TABLES.items():
-        if name in ("pruning", "sparse_attention", "perturbation_comparison"):
-            continue  # read beside their test table; the test table's absence is what is listed
+        if name in S.OPTIONAL_TABLES:
+            continue
         assert f"- `{relative}`: not part of this run." in page, name
     verdicts = page[page.index("## Verdicts"):page.index("## Where each output is")]
     assert not any(ch.isdigit() for line in verdicts.splitlines() if "not part" in line for ch in line.split("`")[2])
@@ -250,6 +250,10 @@ def test_needle_pruning_and_perturbation_verdicts_are_the_stages_own(tmp_path: P
     assert f"- {perturbation_sentence} (row of `tables/perturbation_summary.parquet`: model = gpt2, site = residual, " \
            "method = headig, mode = zero)" in text
     assert "- `tables/sparse_tests.parquet`: not part of this run." in text
+    assert "- `tables/sparse_attention.parquet`: not part of this run." in text
+    (tmp_path / "tables" / "pruning.parquet").unlink()  # a test table without its per-condition table: no sentence
+    text = S.verdict_section(tmp_path)
+    assert "- `tables/pruning.parquet`: not part of this run." in text and pruning_sentence not in text
 
 
 def test_correlations_and_completeness(tmp_path: Path) -> None:

@@ -544,13 +544,18 @@ def completeness_lines(results: str | os.PathLike[str]) -> list[str]:
     return lines
 
 
+#: tables a verdict block states when present and does without otherwise
+OPTIONAL_TABLES = frozenset({"perturbation_comparison"})
+
+
 def _verdict_block(title: str, names: Sequence[str], results: Path, build: Callable[..., list[str]]) -> list[str]:
-    """``### title`` and the sentences ``build(*frames)`` makes of the tables ``names``; a missing first table: not
-    part of this run."""
+    """``### title`` and the sentences ``build(*frames)`` makes of the tables ``names``; each missing table (but
+    :data:`OPTIONAL_TABLES`) is listed as not part of this run, and no sentence is made."""
     lines = [f"### {title}", ""]
     frames = [_read(results, name) for name in names]
-    if frames[0] is None:
-        return [*lines, _absent(names[0]), ""]
+    missing = [name for name, frame in zip(names, frames) if frame is None and name not in OPTIONAL_TABLES]
+    if missing:
+        return [*lines, *(_absent(name) for name in missing), ""]
     sentences = build(*frames)
     if not sentences:
         sentences = [f"`{TABLES[names[0]]}` has no row to state."]
