@@ -96,7 +96,7 @@ def test_robustness_difference_matches_the_per_item_drops(ci_study: tuple[Path, 
 AGGREGATES = {
     "tables", "figures", "sft_tables", "attention_tables", "attention_figures", "attribution_report",
     "needle_table", "needle_figure", "validation_tables", "validation_figures", "perturbation_tables",
-    "perturbation_figures", "robustness_difference",
+    "perturbation_figures", "robustness_difference", "summary",
 }
 
 
@@ -141,7 +141,7 @@ def test_replicates_train_with_their_own_seed_and_rerun_nothing_else(ci_study: t
     # evaluate: false = the needle stage alone takes the replicate in
     assert planned_jobs(snakemake(workdir, configfile, "-n")) == {
         ("pretrain", "scratch_model=llama-seed99"), ("needle_probe", "model=llama-seed99"),
-        ("needle_table", ""), ("needle_figure", ""),
+        ("needle_table", ""), ("needle_figure", ""), ("summary", ""),
     }
 
 
@@ -168,6 +168,31 @@ def test_evaluated_replicates_are_a_study_dimension(ci_study: tuple[Path, Path, 
     assert per_model == expected_models  # nothing else per model: no attribution/validation of the replicate
     assert '"llama":[["llama",7],["llama-seed99",99]]' in proc.stdout  # the seed group of the pooled tables
     assert '"llama+sft-noisy":[["llama+sft-noisy",7],["llama-seed99+sft-noisy",99]]' in proc.stdout
+
+
+def test_summary_quotes_the_accuracy_table(ci_study: tuple[Path, Path, dict]) -> None:
+    """results/summary.md is written last; every pass@1 it quotes for a model equals the accuracy table's."""
+    workdir, _, config = ci_study
+    results = workdir / "results"
+    page = (results / "summary.md").read_text(encoding="utf-8")
+    assert page.index("## Run") < page.index("## Accuracy of every model") < page.index("## Verdicts")
+    assert "CPU time:" in page and "(benchmark files)" in page
+    accuracy = pd.read_parquet(results / "tables" / "accuracy.parquet")
+    strict = accuracy[accuracy["metric"] == "strict"]
+    section = page[page.index("## Accuracy of every model"):page.index("## Verdicts")]
+    header = next(line for line in section.splitlines() if line.startswith("| model |"))
+    variants = [cell.strip() for cell in header.strip("|").split("|")][1:]
+    for model in ("llama", "diffllama"):
+        line = next(line for line in section.splitlines() if line.startswith(f"| {model} |"))
+        cells = [cell.strip() for cell in line.strip("|").split("|")][1:]
+        rows = strict[strict["model"] == model].set_index("variant")
+        assert sorted(variants) == sorted(rows.index)
+        for variant, cell in zip(variants, cells):
+            r = rows.loc[variant]
+            assert cell == f"{r.pass_at_1:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]", (model, variant)
+    # the difference-of-drops rows are stated with their row; the CI study has no pooled seeds
+    assert "row of `tables/robustness_difference.parquet`: model_a = diffllama, model_b = llama" in page
+    assert "- `tables/seeds_accuracy.parquet`: not part of this run." in page
 
 
 def test_invalid_config_fails_before_any_job(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_changing_attention_items_reruns_only_attention(ci_study: tuple[Path, Pa
     jobs = planned_jobs(snakemake(workdir, write_config(workdir / "attention_items.yaml", edited), "-n"))
     models = attention_models(validate_config(config, base_dir=workdir))
     expected = {("attention_measure", f"model={m}, base=synthetic") for m in models}
-    expected |= {("attention_tables", ""), ("attention_figures", "")}
+    expected |= {("attention_tables", ""), ("attention_figures", ""), ("summary", "")}
     assert jobs == expected
 
 

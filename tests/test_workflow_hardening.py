@@ -92,8 +92,10 @@ def test_a_library_edit_reruns_the_stage_that_runs_it_and_a_comment_edit_nothing
     evaluations = {
         ("evaluate", f"model={m}, base=synthetic, variant={v}") for m in models for v in ["clean", *config["noise"]["types"]]
     }
-    # the evaluations and every aggregate built from them (the difference of drops reads every evaluation)
-    assert jobs == evaluations | {("tables", ""), ("figures", ""), ("sft_tables", ""), ("robustness_difference", "")}
+    # the evaluations and every aggregate built from them (the difference of drops reads every evaluation), and
+    # the summary page, which reads every final table
+    assert jobs == evaluations | {("tables", ""), ("figures", ""), ("sft_tables", ""), ("robustness_difference", ""),
+                                  ("summary", "")}
     # without the code trigger the same edit reruns nothing
     assert planned_jobs(snakemake(workdir, configfile, "-n", "--rerun-triggers", "mtime", "params", "input")) == set()
 

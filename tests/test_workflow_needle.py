@@ -58,11 +58,11 @@ def test_needle_config_changes_rerun_only_what_they_affect(ci_study: tuple[Path,
         return planned_jobs(snakemake(workdir, configfile, "-n"))
 
     bootstrap = {**config, "needle": {**config["needle"], "bootstrap": {"n_resamples": 100}}}
-    assert {rule for rule, _ in plan(bootstrap)} == {"needle_table", "needle_figure"}
+    assert {rule for rule, _ in plan(bootstrap)} == {"needle_table", "needle_figure", "summary"}
 
     depths = {**config, "needle": {**config["needle"], "depths": [0, 100]}}
     rules = {rule for rule, _ in plan(depths)}
-    assert rules == {"needle_probe", "needle_table", "needle_figure"}  # no retraining, no new corpus
+    assert rules == {"needle_probe", "needle_table", "needle_figure", "summary"}  # no retraining, no new corpus
 
     replicate = {**config, "pretrain": {**config["pretrain"], "replicates": {"models": ["diffllama"], "seeds": [8]}}}
     jobs = plan(replicate)

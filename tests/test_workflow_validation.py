@@ -65,8 +65,8 @@ def _rules_after(ci_study, tmp_path, change) -> set[str]:
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [
-        ("pruning", "fractions", [0.0, 1.0], {"validation_pruning", "validation_tables", "validation_figures"}),
-        ("sparse", "budgets", [0.3], {"validation_sparse", "validation_tables", "validation_figures"}),
+        ("pruning", "fractions", [0.0, 1.0], {"validation_pruning", "validation_tables", "validation_figures", "summary"}),
+        ("sparse", "budgets", [0.3], {"validation_sparse", "validation_tables", "validation_figures", "summary"}),
     ],
 )
 def test_a_validation_setting_reruns_only_its_experiment(ci_study, tmp_path, section, key, value, expected):

@@ -160,3 +160,40 @@ if SEED_GROUPS:
             "attnlab report seeds --inputs {input} --groups {params.groups} --seed {params.seed} "
             "--out-dir {params.out_dir} > {log} 2>&1"
             + code_marker("attnlab.report.cli:run_seeds")
+
+
+# One page of the finished study (attnlab.report.summary): the run, the pooled headline, the accuracy table,
+# every verdict with its table row, and links to the outputs. Every other final target is an input, so it runs last.
+from attnlab.report.settings import SUMMARY as _SUMMARY_NAME
+
+SUMMARY = f"{RESULTS}/{_SUMMARY_NAME}"
+
+
+localrules:
+    summary,
+
+
+rule summary:
+    input:
+        [target for target in all_outputs() if target != SUMMARY],
+    output:
+        report(
+            SUMMARY,
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+    params:
+        results=lambda wc, output: os.path.dirname(output[0]),
+        device=shell_arg(STUDY.get("device", "auto")),
+    log:
+        "results/logs/summary/summary.log",
+    benchmark:
+        "results/benchmarks/summary/summary.tsv"
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        ENV
+    shell:
+        "attnlab report summary --results {params.results} --out {output} --device {params.device} > {log} 2>&1"
+        + code_marker("attnlab.report.cli:run_summary")

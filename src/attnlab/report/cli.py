@@ -26,6 +26,12 @@ interval and Holm-adjusted test (:mod:`attnlab.report.robustness`); ``--models``
 
 ``seeds`` writes ``seeds_accuracy``, ``seeds_robustness`` and ``seeds_comparison`` (``.parquet``, ``.csv``) and
 ``seeds.md``: pass@1 and the drop pooled over training seeds (:mod:`attnlab.report.seeds`).
+
+    attnlab report summary --results DIR --out FILE.md [--device auto|cpu|cuda]
+
+``summary`` writes one page from a finished study's results folder: the run (date, commit, machine, CPU and wall
+time from the benchmark files), the pooled headline, the accuracy table, one verdict sentence per row of each test
+table and links to every output (:mod:`attnlab.report.summary`).
 """
 
 from __future__ import annotations
@@ -146,6 +152,14 @@ def run_seeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_summary(args: argparse.Namespace) -> int:
+    """Handler of ``attnlab report summary``: ``results/summary.md`` from the study's tables."""
+    from attnlab.report.summary import write_summary
+
+    write_summary(args.results, args.out, device=args.device)
+    return 0
+
+
 def _confidence(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
@@ -157,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report tables`` and ``report figures`` to the top-level ``attnlab`` parser."""
     report = subparsers.add_parser("report", help="aggregate tables and figures from evaluation results")
     commands = report.add_subparsers(
-        dest="report_command", required=True, metavar="{tables,figures,sft,robustness-difference,seeds}"
+        dest="report_command", required=True, metavar="{tables,figures,sft,robustness-difference,seeds,summary}"
     )
 
     tables = commands.add_parser(
@@ -210,3 +224,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seeds.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples")
     seeds.add_argument("--confidence", type=_confidence, default=0.95, help="two-sided level of every interval")
     seeds.set_defaults(func=run_seeds)
+
+    summary = commands.add_parser("summary", help="one page of the study (summary.md) from its tables")
+    summary.add_argument("--results", required=True, help="the study's results folder")
+    summary.add_argument("--out", required=True, help="output Markdown file (written atomically)")
+    summary.add_argument("--device", default="auto", help="the study's device setting, resolved on this machine")
+    summary.set_defaults(func=run_summary)

@@ -39,7 +39,7 @@ from attnlab import bootstrap
 from attnlab.io import write_parquet, write_text
 from attnlab.report.tables import CLEAN_VARIANT, METRIC_COLUMNS, _index_frames, markdown_table, variant_sort_key
 
-__all__ = ["SEED_TABLE_SCHEMAS", "seed_markdown", "seed_tables", "write_seed_tables"]
+__all__ = ["SEED_TABLE_SCHEMAS", "pooled_accuracy_lines", "seed_markdown", "seed_tables", "write_seed_tables"]
 
 _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 _SPREAD = [("n_seeds", _I), ("seeds", _S), ("per_seed", _S), ("seed_min", _F), ("seed_max", _F), ("seed_sd", _F)]
@@ -187,18 +187,11 @@ def seed_tables(
     }
 
 
-def seed_markdown(tables: Mapping[str, pd.DataFrame], metric: str = "strict", confidence: float = 0.95) -> str:
-    """The headline table: rows = pooled models, columns = variants, cells ``pooled [CI] (seeds min–max)``; then
-    the pooled drops and the paired comparisons."""
-    accuracy = tables["seeds_accuracy"]
+def pooled_accuracy_lines(accuracy: pd.DataFrame, metric: str = "strict") -> list[str]:
+    """The headline block of a ``seeds_accuracy`` table, one Markdown table per dataset: rows = pooled models,
+    columns = variants, cells ``pooled [CI] (seeds min–max)``."""
     accuracy = accuracy[accuracy["metric"] == metric]
-    lines = [
-        f"# pass@1 pooled over training seeds ({metric} match)",
-        "",
-        f"Mean over seeds of each seed's pass@1, {confidence:.0%} two-level bootstrap interval (resample seeds, then "
-        "items within each seed); in brackets after it the range of the per-seed pass@1.",
-        "",
-    ]
+    lines: list[str] = []
     for base, rows in accuracy.groupby("base", sort=True):
         variants = sorted(set(rows["variant"]), key=variant_sort_key)
         lines += [f"**{base}**", "", "| model | seeds | " + " | ".join(variants) + " |",
@@ -211,6 +204,20 @@ def seed_markdown(tables: Mapping[str, pd.DataFrame], metric: str = "strict", co
             ]
             lines.append(f"| {model} | {int(group['n_seeds'].iloc[0])} | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+def seed_markdown(tables: Mapping[str, pd.DataFrame], metric: str = "strict", confidence: float = 0.95) -> str:
+    """The headline table: rows = pooled models, columns = variants, cells ``pooled [CI] (seeds min–max)``; then
+    the pooled drops and the paired comparisons."""
+    lines = [
+        f"# pass@1 pooled over training seeds ({metric} match)",
+        "",
+        f"Mean over seeds of each seed's pass@1, {confidence:.0%} two-level bootstrap interval (resample seeds, then "
+        "items within each seed); in brackets after it the range of the per-seed pass@1.",
+        "",
+        *pooled_accuracy_lines(tables["seeds_accuracy"], metric),
+    ]
     for name in ("seeds_robustness", "seeds_comparison"):
         frame = tables[name]
         frame = frame[frame["metric"] == metric]

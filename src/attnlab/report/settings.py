@@ -1,5 +1,5 @@
 """What the report stage needs when a workflow is parsed: its config checks, the robustness-difference pairing
-of models, and its final targets. Numpy- and scipy-free, since it runs on every parse.
+of models, and its final targets (the summary page among them). Numpy- and scipy-free, since it runs on every parse.
 
 Pairing (``robustness_difference.pairs`` null): every differential-attention model (architecture ``diffllama``)
 against every standard one (``llama``), zero-shot with zero-shot and each ``+sft-r`` with the same recipe; a
@@ -104,9 +104,13 @@ def config_errors(config: Mapping[str, Any]) -> list[str]:
     return robustness_errors(config)
 
 
+#: the one-page summary of the study (attnlab.report.summary), written after every other final target
+SUMMARY = "summary.md"
+
+
 def targets(config: Mapping[str, Any], results: str) -> list[str]:
-    """The difference-of-drops table when two paired models are evaluated clean and noisy, and the pooled
-    training-seed tables when some model has evaluated replicates."""
+    """The difference-of-drops table when two paired models are evaluated clean and noisy, the pooled
+    training-seed tables when some model has evaluated replicates, and the summary page (always, last)."""
 
     models = study_models(config)
     out = []
@@ -115,4 +119,4 @@ def targets(config: Mapping[str, Any], results: str) -> list[str]:
         out.append(f"{results}/tables/robustness_difference.parquet")
     if seed_groups(config, models):
         out += [f"{results}/tables/seeds_accuracy.parquet", f"{results}/tables/seeds.md"]
-    return out
+    return out + [f"{results}/{SUMMARY}"]
