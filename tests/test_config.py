@@ -128,7 +128,8 @@ def test_diffllama_needs_even_heads(default_config: dict) -> None:
 
 
 def test_presets_and_selections(default_config: dict) -> None:
-    config = validate_config(default_config, base_dir=REPO)
+    assert n_test_items(validate_config(default_config, base_dir=REPO)) == default_config["max_samples"]
+    config = validate_config({**default_config, "max_samples": None}, base_dir=REPO)
     assert n_test_items(config) == 200
     for preset, expected in (("quick", 20), ("full", None)):
         assert n_test_items({**config, "preset": preset}) == expected

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def default_config() -> dict:
-    return load_yaml(REPO / "config.yaml")
+    """config.yaml with the preset in charge of the item counts (its own max_samples is checked in test_config)."""
+    return {**load_yaml(REPO / "config.yaml"), "max_samples": None}
 
 
 def edited(config: dict, edit) -> dict:
@@ -99,7 +100,8 @@ def test_every_preset_splits_the_test_items_between_the_stages(default_config: d
     assert split["held_out"] >= 1 and split["pass_items"] >= 1 and split["loss_items"] >= 1
     notes = item_notes(study)
     # a count above what the files hold is reported with the count each stage uses instead
-    assert any("attention stage measures 20 (attention.items 100)" in n for n in notes) == (preset == "quick")
+    attention_items = default_config["attention"]["items"]
+    assert any(f"attention stage measures 20 (attention.items {attention_items})" in n for n in notes) == (preset == "quick")
     assert any("pass@1 on 4 (validation.pass_items 32)" in n for n in notes) == (preset == "quick")
     assert notes == [] or preset == "quick"
 
@@ -135,6 +137,7 @@ def test_sft_samples_above_the_train_split(default_config: dict) -> None:
     assert "config key 'sft.recipes.noisy.samples': 20001 problems exceed the 20000 of the train split" in message
     assert "(datasets.synthetic.train_size)" in message
     small = edited(default_config, lambda c: c["datasets"]["synthetic"].update(train_size=150))
+    small["sft"]["recipes"]["noisy"]["samples"] = None  # the preset's count
     message = rejected({**small, "preset": "quick"})
     assert "config key 'sft.recipes.noisy.samples': null (preset quick: 200) problems exceed the 150" in message
     assert validate_config({**small, "preset": "full"}, base_dir=REPO)  # full = the whole split
@@ -233,5 +236,6 @@ def test_one_needle_too_long_names_context_lengths(default_config: dict) -> None
     message = rejected(edited(default_config, edit))
     assert "config key 'needle.context_lengths': the longest cell (508 tokens" in message
     assert "needle.context_per_needle" not in message
-    grows = edited(default_config, lambda c: c["needle"].update(context_per_needle=60))  # 240 + 5 x 60 + 8 > 512
-    assert "config key 'needle.context_per_needle': the longest cell (540 tokens" in rejected(grows)
+    grows = edited(default_config, lambda c: c["needle"].update(context_per_needle=60))
+    longest = default_config["needle"]["context_lengths"][0] + 5 * 60  # six needles (max_new_tokens not counted)
+    assert f"config key 'needle.context_per_needle': the longest cell ({longest} tokens" in rejected(grows)
