@@ -90,7 +90,7 @@ def test_the_documents_show_the_commands_this_test_runs() -> None:
     commands = [c for _, c in COMMANDS]
     for expected in (
         "snakemake --cores 2 --config select_models=diffllama",
-        "snakemake --cores 2 --config preset=quick select_models=llama",
+        "snakemake --cores 2 --config preset=quick max_samples= select_models=llama",
         "snakemake --cores 2 results/tables/accuracy.parquet --config sft=",
         "snakemake -n --configfile configs/paper.yaml",
         "snakemake --profile workflow/profiles/slurm --workflow-profile ~/.config/snakemake/mylab",
