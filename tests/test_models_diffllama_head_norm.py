@@ -103,3 +103,20 @@ def test_bad_head_norm_is_named(value, message):
 def test_head_norm_is_a_diffllama_option(tokenizer):
     with pytest.raises(ValueError, match="diffllama option"):
         build_scratch_config("llama", SIZE, tokenizer, {"kind": "none"})
+
+
+def test_config_check_names_the_head_norm_key():
+    import copy
+    from pathlib import Path
+
+    from attnlab.config import validate_config
+    from attnlab.study.schema import ConfigError, load_yaml
+
+    config = load_yaml(Path(__file__).resolve().parents[1] / "config.yaml")
+    bad = copy.deepcopy(config)
+    bad["models"]["diffllama"]["head_norm"] = {"kind": "none", "init_scale": 0.1}
+    bad["models"]["llama"]["head_norm"] = {"kind": "none"}
+    with pytest.raises(ConfigError) as info:
+        validate_config(bad)
+    assert "config key 'models.diffllama.head_norm': head_norm.init_scale needs kind: rms" in str(info.value)
+    assert "config key 'models.llama.head_norm': only for architecture diffllama" in str(info.value)

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # torch is not imported here, so config checks and data jobs stay torch-free
     from torch import nn
 
 __all__ = [
     "ARCHITECTURES",
+    "HEAD_NORM_KINDS",
     "Architecture",
     "architecture_names",
     "attention_module",
     "blocks",
     "by_model_type",
+    "head_norm_spec",
     "head_units",
     "mlp_projection",
     "model_types",
@@ -160,3 +162,32 @@ def head_units(config: Any) -> int:
     arch = by_model_type(getattr(config, "model_type", ""))
     heads = int(config.num_attention_heads)
     return heads // 2 if arch is not None and arch.differential else heads
+
+
+#: values of ``head_norm.kind``
+HEAD_NORM_KINDS: tuple[str, ...] = ("rms", "none")
+
+
+def head_norm_spec(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The normalised DiffLlama ``head_norm`` entry: ``None`` for the published form, else ``{"kind", "init_scale"}``
+    (:mod:`attnlab.models.diffllama` builds the norm it names; config checks read it without torch).
+
+    Raises:
+        ValueError: an unknown kind or key, a non-positive scale, or a scale with ``kind: none``.
+    """
+    if value is None:
+        return None
+    unknown = sorted(set(value) - {"kind", "init_scale"})
+    if unknown:
+        raise ValueError(f"head_norm has unknown keys {unknown} (known: kind, init_scale)")
+    kind = value.get("kind", "rms")
+    if kind not in HEAD_NORM_KINDS:
+        raise ValueError(f"head_norm.kind must be one of {list(HEAD_NORM_KINDS)}, got {kind!r}")
+    scale = value.get("init_scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
+        raise ValueError(f"head_norm.init_scale must be a positive number or null, got {scale!r}")
+    if kind == "none" and scale is not None:
+        raise ValueError("head_norm.init_scale needs kind: rms (kind: none has no norm to scale)")
+    if kind == "rms" and scale is None:
+        return None  # the published form
+    return {"kind": kind, "init_scale": None if scale is None else float(scale)}

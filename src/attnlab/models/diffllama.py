@@ -36,35 +36,9 @@ from torch import nn
 from transformers import AutoModelForCausalLM, DiffLlamaConfig
 from transformers import DiffLlamaForCausalLM as PublishedDiffLlamaForCausalLM
 
+from attnlab.models.architectures import HEAD_NORM_KINDS, head_norm_spec
+
 __all__ = ["HEAD_NORM_KINDS", "DiffLlamaForCausalLM", "apply_head_norm", "head_norm_spec"]
-
-#: values of ``head_norm.kind``
-HEAD_NORM_KINDS: tuple[str, ...] = ("rms", "none")
-
-
-def head_norm_spec(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The normalised ``head_norm`` entry: ``None`` for the published form, else ``{"kind", "init_scale"}``.
-
-    Raises:
-        ValueError: an unknown kind or key, a non-positive scale, or a scale with ``kind: none``.
-    """
-    if value is None:
-        return None
-    unknown = sorted(set(value) - {"kind", "init_scale"})
-    if unknown:
-        raise ValueError(f"head_norm has unknown keys {unknown} (known: kind, init_scale)")
-    kind = value.get("kind", "rms")
-    if kind not in HEAD_NORM_KINDS:
-        raise ValueError(f"head_norm.kind must be one of {list(HEAD_NORM_KINDS)}, got {kind!r}")
-    scale = value.get("init_scale")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
-        raise ValueError(f"head_norm.init_scale must be a positive number or null, got {scale!r}")
-    if kind == "none" and scale is not None:
-        raise ValueError("head_norm.init_scale needs kind: rms (kind: none has no norm to scale)")
-    if kind == "rms" and scale is None:
-        return None  # the published form
-    return {"kind": kind, "init_scale": None if scale is None else float(scale)}
-
 
 def _new_head_norm(template: nn.RMSNorm, spec: dict[str, Any]) -> nn.Module:
     if spec["kind"] == "none":

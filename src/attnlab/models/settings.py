@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from attnlab.models.architectures import architecture_names
+from attnlab.models.architectures import architecture_names, head_norm_spec
 from attnlab.study.models import diffusion_settings, replicate_models, scratch_models, uses_diffusion_generation
 from attnlab.study.selections import has_train_split, study_models
 
@@ -165,8 +165,11 @@ def _scratch_entry_errors(config: Mapping[str, Any]) -> list[str]:
     for name, spec in config["models"].items():
         if "head_norm" in spec and spec.get("architecture") != "diffllama":
             errors.append(f"config key 'models.{name}.head_norm': only for architecture diffllama")
-        elif (spec.get("head_norm") or {}).get("kind") == "none" and spec["head_norm"].get("init_scale") is not None:
-            errors.append(f"config key 'models.{name}.head_norm.init_scale': kind none has no norm to scale")
+        elif "head_norm" in spec:
+            try:
+                head_norm_spec(spec["head_norm"])
+            except ValueError as error:
+                errors.append(f"config key 'models.{name}.head_norm': {error}")
         if "pretrain" in spec and "init" in spec:
             errors.append(
                 f"config key 'models.{name}.pretrain': an mdlm adapted from a llama trains with its init settings"
