@@ -26,7 +26,7 @@ from attnlab.config import validate_config
 from attnlab.evaluate.evaluate import evaluate_items
 from attnlab.models.loader import load_model
 from attnlab.models.pretrain import corpus_documents, extra_corpus_documents, pretrain, split_validation
-from attnlab.models.settings import scratch_train_spec
+from attnlab.models.settings import scratch_architecture_spec, scratch_train_spec
 from attnlab.study.schema import load_yaml
 
 
@@ -66,7 +66,7 @@ def main() -> None:
         for name in spec["extra_corpora"]
         for doc in extra_corpus_documents(pd.read_parquet(results / "corpus" / f"{name}.parquet"), name)
     ]
-    entry = {k: v for k, v in study["models"][args.model].items() if k not in ("diffusion", "pretrain")}
+    entry = scratch_architecture_spec(study, args.model)
     out = Path(args.out)
     cpu0 = time.process_time()
     curve = pretrain(

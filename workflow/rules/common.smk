@@ -6,7 +6,7 @@ import re
 import shlex
 
 from attnlab.config import validate_config
-from attnlab.models.settings import diffusion_init_model, diffusion_init_source, scratch_train_spec
+from attnlab.models.settings import diffusion_init_model, diffusion_init_source, scratch_architecture_spec, scratch_train_spec
 from attnlab.study.models import diffusion_settings, model_entry, model_reference, parse_sft_name, replicate_models, scratch_models
 from attnlab.study.schema import ConfigError, schema_defaults
 from attnlab.study.selections import fewshot_seed, model_variants, n_test_items, seed_groups, selected_datasets, selected_models, selected_variants, study_models
@@ -389,11 +389,6 @@ def evaluation_spec(model):
         spec["diffusion"] = diffusion
     return spec
 
-
-def pretrain_model_spec(model):
-    """A scratch model's entry without its generation and training settings (changing the generation settings
-    does not retrain it; the training settings travel in the train spec)."""
-    return {k: v for k, v in model_entry(STUDY, model).items() if k not in ("diffusion", "pretrain")}
 
 
 # --- validation ---

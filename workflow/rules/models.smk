@@ -42,7 +42,7 @@ rule pretrain:
             labels={"model": "{scratch_model}"},
         ),
     params:
-        spec=lambda wc: shell_quote(pretrain_model_spec(wc.scratch_model)),
+        spec=lambda wc: shell_quote(scratch_architecture_spec(STUDY, wc.scratch_model)),
         train_spec=pretrain_spec,
         seed=lambda wc: pretrain_seed(wc.scratch_model),
         device=STUDY["device"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from attnlab.models.architectures import architecture_names, head_norm_spec
-from attnlab.study.models import diffusion_settings, replicate_models, scratch_models, uses_diffusion_generation
+from attnlab.study.models import diffusion_settings, model_entry, replicate_models, scratch_models, uses_diffusion_generation
 from attnlab.study.selections import has_train_split, study_models
 
 #: no config section switches this stage: it runs whenever the study has something for it
@@ -82,6 +82,12 @@ def diffusion_init_source(config: Mapping[str, Any], model: str) -> str | None:
     """The scratch llama an mdlm entry is initialised from (``models.<model>.init.from``), else None."""
     init = config["models"].get(model, {}).get("init")
     return None if init is None else str(init["from"])
+
+
+def scratch_architecture_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """A scratch model's entry (a replicate: its base's) without its generation and training settings: changing the
+    generation settings does not retrain it, and the training settings travel in :func:`scratch_train_spec`."""
+    return {k: v for k, v in model_entry(config, model).items() if k not in ("diffusion", "pretrain")}
 
 
 def scratch_train_spec(config: Mapping[str, Any], model: str) -> dict[str, Any]:
